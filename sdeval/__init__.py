@@ -1,0 +1,24 @@
+"""sdeval: evaluate text-to-image outputs and act on the result.
+
+The API (``sdeval.gate``, ``sdeval.evaluate``, ``sdeval.load_policy``) is imported lazily so
+that ``import sdeval`` and ``sdeval --help`` never pull in torch, pandas or onnxruntime.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+__all__ = ["gate", "evaluate", "load_policy", "GateResult", "RunOptions", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("gate", "evaluate", "load_policy", "GateResult"):
+        from sdeval import api
+
+        return getattr(api, name)
+    if name == "RunOptions":
+        from sdeval.pipeline import RunOptions
+
+        return RunOptions
+    raise AttributeError(name)

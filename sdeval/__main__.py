@@ -1,0 +1,3 @@
+from sdeval.cli import run
+
+run()

@@ -1,0 +1,100 @@
+"""What the CLI shows a person: progress on stderr and the summary tables (rich).
+
+Kept apart from the library: nothing below cli.py prints; this module is the CLI's own.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+
+class Progress:
+    """A rich progress bar on a terminal; a line every ~10 % (and at the end) when not a TTY."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self._bar: Any = None
+        self._task: Any = None
+        self._last_pct = -1
+        self._t0 = time.perf_counter()
+
+    def __enter__(self) -> "Progress":
+        if sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, \
+                TimeRemainingColumn
+
+            self._bar = RichProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                     TimeRemainingColumn(), console=Console(stderr=True), transient=True)
+            self._bar.__enter__()
+        return self
+
+    def __call__(self, done: int, total: int) -> None:
+        if self._bar is not None:
+            if self._task is None:
+                self._task = self._bar.add_task(self.label, total=total)
+            self._bar.update(self._task, completed=done)
+            return
+        pct = int(100 * done / total) if total else 100
+        if pct // 10 > self._last_pct // 10 or done == total:
+            self._last_pct = pct
+            rate = done / max(time.perf_counter() - self._t0, 1e-9)
+            print(f"{self.label}: {done}/{total} images ({rate:.1f}/s)", file=sys.stderr, flush=True)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
+
+
+_STYLE = {"pass": "green", "reseed": "yellow", "reprompt": "yellow", "restore_face": "yellow",
+          "block": "red", "error": "magenta"}
+
+
+def print_gate_summary(result: Any, err: bool) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(stderr=err, highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 120)
+    s = result.summary
+    counts = Table(title="verdicts", title_justify="left")
+    counts.add_column("verdict")
+    counts.add_column("images", justify="right")
+    for verdict, n in s["counts"].items():
+        if n:
+            counts.add_row(f"[{_STYLE[verdict]}]{verdict}[/]", str(n))
+    console.print(counts)
+    if s["top_reasons"]:
+        reasons = Table(title="most frequent reasons", title_justify="left")
+        reasons.add_column("reason")
+        reasons.add_column("images", justify="right")
+        for item in s["top_reasons"]:
+            reasons.add_row(item["reason"], str(item["count"]))
+        console.print(reasons)
+    if s["worst"]:
+        worst = Table(title="worst images", title_justify="left")
+        worst.add_column("image", overflow="fold")
+        worst.add_column("verdict")
+        worst.add_column("reasons", overflow="fold")
+        for item in s["worst"]:
+            from sdeval.reports.writers import safe_text
+
+            worst.add_row(safe_text(item["path"]), f"[{_STYLE[item['verdict']]}]{item['verdict']}[/]",
+                          "; ".join(item["reasons"]))
+        console.print(worst)
+    inputs = s["inputs"]
+    notes = []
+    if inputs["skipped_non_images"]:
+        notes.append(f"{sum(inputs['skipped_non_images'].values())} non-image file(s) skipped")
+    if inputs["duplicates"]:
+        notes.append(f"{len(inputs['duplicates'])} byte-identical duplicate(s)")
+    t = s["timing"]
+    notes.append(f"{s['images']} images in {t['seconds']:.2f} s ({t['images_per_second']} images/s)")
+    console.print("; ".join(notes))
+    v = s["verdict"]
+    status = "[green]PASSED[/]" if v["passed"] else "[red]FAILED[/]"
+    why = f": {'; '.join(v['reasons'])}" if v["reasons"] else ""
+    console.print(f"gate {status} (pass rate {v['pass_rate']:.1%}){why}")
+    if s.get("out_dir"):
+        console.print(f"results: {s['out_dir']}/results.jsonl, results.csv, summary.json")

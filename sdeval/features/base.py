@@ -1,0 +1,41 @@
+"""Feature extractors: the expensive part, computed once per image and shared by metrics.
+
+An extractor splits its work in two so decoding and preprocessing overlap the model:
+
+* :meth:`FeatureExtractor.prepare` runs in the decode thread pool, once per image, on the
+  decoded RGB array (CPU work: resizing, colour conversion, cheap statistics);
+* :meth:`FeatureExtractor.compute` runs on the consumer side on a batch of prepared items
+  (the batched model forward). CPU-only features do all their work in ``prepare`` and
+  return it unchanged from ``compute`` (the default).
+"""
+
+from __future__ import annotations
+
+from abc import ABC
+from typing import Any, ClassVar, Sequence
+
+import numpy as np
+
+from sdeval.inputs.record import ImageRecord
+
+
+class FeatureExtractor(ABC):
+    #: unique id metrics name in ``requires``
+    id: ClassVar[str]
+    #: bump when preprocessing or output changes (it is part of the cache key)
+    version: ClassVar[str] = "1"
+
+    def prepare(self, image: np.ndarray, record: ImageRecord) -> Any:
+        """Per-image CPU work on an (H, W, 3) uint8 RGB array. Runs in worker threads."""
+        return image
+
+    def compute(self, prepared: Sequence[Any]) -> Sequence[Any]:
+        """Batched work on prepared items; returns one feature per item, in order."""
+        return list(prepared)
+
+    def check_available(self) -> None:
+        """Raise :class:`sdeval.errors.MetricUnavailableError` (or ModelMissingError) if it can't run."""
+
+    def protocol(self) -> dict[str, Any]:
+        """What identifies these numbers: model, weights hash, preprocessing, versions."""
+        return {"id": self.id, "version": self.version}

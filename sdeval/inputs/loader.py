@@ -1,0 +1,118 @@
+"""Read, identify and decode inputs in a thread pool, ahead of the consumer, in input order.
+
+Each worker reads the file once, hashes its bytes, reads metadata from the header, decodes to
+RGB and runs the per-image ``prepare`` step of every feature extractor that still needs this
+image. Pillow, hashlib and numpy release the GIL, so threads overlap well. Results come back in
+input order through a bounded window, so memory stays flat whatever the number of inputs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import deque
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+from sdeval.errors import DecodeError
+from sdeval.features.base import FeatureExtractor
+from sdeval.inputs.decode import DecodeOptions, open_image, to_rgb
+from sdeval.inputs.metadata.types import GenerationMetadata
+from sdeval.inputs.record import ImageRecord, InputItem
+
+#: decides, once the record (with its sha256) is known, which extractors still need pixels
+NeedsFn = Callable[[ImageRecord], Sequence[FeatureExtractor]]
+
+_ORIENTATION_TAG = 0x0112
+
+
+@dataclass(frozen=True)
+class LoadedItem:
+    record: ImageRecord
+    #: extractor id -> prepared value (only for extractors that needed this image)
+    prepared: dict[str, Any] = field(default_factory=dict)
+
+
+def default_workers() -> int:
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+def load_one(item: InputItem, extractors_for: NeedsFn, options: DecodeOptions) -> LoadedItem:
+    """Read one input into a record (+ prepared features). Never raises for a bad image."""
+    record = ImageRecord(path=item.path, group=item.group,
+                         metadata=item.overrides or GenerationMetadata())
+    try:
+        with open(item.path, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        return LoadedItem(replace(record, error=f"cannot read file: {exc.strerror or exc}"))
+    record = replace(record, sha256=hashlib.sha256(data).hexdigest(), size_bytes=len(data))
+    try:
+        im = open_image(data, options)
+    except DecodeError as exc:
+        return LoadedItem(replace(record, error=str(exc)))
+    record = _with_header(record, item, im)
+    needed = extractors_for(record)
+    if not needed:
+        return LoadedItem(record)
+    try:
+        rgb = to_rgb(im)
+    except DecodeError as exc:
+        return LoadedItem(replace(record, error=str(exc)))
+    record = replace(record, height=int(rgb.shape[0]), width=int(rgb.shape[1]))
+    prepared: dict[str, Any] = {}
+    for ex in needed:
+        try:
+            prepared[ex.id] = ex.prepare(rgb, record)
+        except Exception as exc:  # one image's preprocessing failure is that image's error row
+            return LoadedItem(replace(record, error=f"{ex.id} preprocessing failed: {type(exc).__name__}: {exc}"))
+    return LoadedItem(record, prepared)
+
+
+def _with_header(record: ImageRecord, item: InputItem, im: Any) -> ImageRecord:
+    from sdeval.inputs.metadata.reader import read_metadata
+
+    w, h = im.size
+    warnings: list[str] = []
+    try:
+        orientation = im.getexif().get(_ORIENTATION_TAG)
+    except Exception:
+        orientation = None
+    if orientation in (5, 6, 7, 8):
+        w, h = h, w
+    try:
+        meta = read_metadata(im, item.path)
+    except Exception as exc:  # readers should not raise; if one does, the row keeps going
+        meta = GenerationMetadata(warnings=(f"metadata reader failed: {type(exc).__name__}: {exc}",))
+    if item.overrides is not None:
+        meta = meta.merged(item.overrides)
+    suffix = os.path.splitext(item.path)[1].lower().lstrip(".")
+    expected = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "jfif": "JPEG", "webp": "WEBP"}.get(suffix)
+    if expected and im.format not in (expected, "MPO"):
+        warnings.append(f"file extension .{suffix} but content is {im.format}")
+    return replace(record, format=im.format, mode=im.mode, width=w, height=h, metadata=meta,
+                   warnings=record.warnings + tuple(warnings) + meta.warnings)
+
+
+def iter_loaded(items: Iterable[InputItem], extractors_for: NeedsFn, *,
+                options: DecodeOptions = DecodeOptions(), workers: int | None = None,
+                ahead: int = 64, executor: Executor | None = None) -> Iterator[LoadedItem]:
+    """Yield loaded items in input order, at most ``ahead`` in flight."""
+    own = executor is None
+    pool = executor or ThreadPoolExecutor(max_workers=workers or default_workers(),
+                                          thread_name_prefix="sdeval-decode")
+    window: deque = deque()
+    try:
+        it = iter(items)
+        for item in it:
+            window.append(pool.submit(load_one, item, extractors_for, options))
+            if len(window) >= ahead:
+                yield window.popleft().result()
+        while window:
+            yield window.popleft().result()
+    finally:
+        for fut in window:
+            fut.cancel()
+        if own:
+            pool.shutdown(wait=True, cancel_futures=True)

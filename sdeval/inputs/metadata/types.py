@@ -1,0 +1,66 @@
+"""The typed record every metadata reader returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+#: Names of the formats a record can come from (``GenerationMetadata.source``).
+SOURCES = ("comfyui", "a1111", "invokeai", "fooocus", "novelai", "sidecar", "manifest", "none")
+
+
+@dataclass(frozen=True)
+class SamplerInfo:
+    """One sampler node of a ComfyUI graph (a graph may hold several: hires pass, refiner)."""
+
+    node_id: str
+    class_type: str
+    seed: int | None = None
+    steps: int | None = None
+    cfg: float | None = None
+    sampler: str | None = None
+    scheduler: str | None = None
+    denoise: float | None = None
+    prompt: str | None = None
+    negative_prompt: str | None = None
+    #: graph input paths holding the seed, e.g. (("3", "seed"),) or (("25", "noise_seed"),)
+    seed_inputs: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class GenerationMetadata:
+    """What a generator recorded about how an image was made. Every field may be unknown (None)."""
+
+    source: str = "none"
+    prompt: str | None = None
+    negative_prompt: str | None = None
+    seed: int | None = None
+    width: int | None = None
+    height: int | None = None
+    steps: int | None = None
+    cfg: float | None = None
+    sampler: str | None = None
+    scheduler: str | None = None
+    model: str | None = None
+    model_hash: str | None = None
+    #: ComfyUI: every sampler found, primary first.
+    samplers: tuple[SamplerInfo, ...] = ()
+    #: raw metadata text kept as found, keyed by chunk/tag name (size-capped).
+    raw: dict[str, str] = field(default_factory=dict)
+    #: problems met while reading (malformed JSON, unresolved links...): row warnings, never crashes.
+    warnings: tuple[str, ...] = ()
+
+    def merged(self, override: "GenerationMetadata") -> "GenerationMetadata":
+        """Fields set in ``override`` win (manifest values override embedded metadata)."""
+        changes: dict[str, Any] = {}
+        for name in ("prompt", "negative_prompt", "seed", "width", "height", "steps", "cfg",
+                     "sampler", "scheduler", "model", "model_hash"):
+            value = getattr(override, name)
+            if value is not None:
+                changes[name] = value
+        if changes and override.source != "none":
+            changes["source"] = (
+                override.source if self.source == "none" else f"{self.source}+{override.source}")
+        changes["warnings"] = self.warnings + override.warnings
+        changes["raw"] = {**self.raw, **override.raw}
+        return replace(self, **changes)

@@ -1,0 +1,42 @@
+"""Shared fixtures: small real photos (scikit-image) written as files in each test's tmp dir."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "fixtures"
+
+
+def photo(name: str = "astronaut", size: tuple[int, int] = (512, 512)) -> Image.Image:
+    from skimage import data
+
+    arr = getattr(data, name)()
+    im = Image.fromarray(arr)
+    if im.mode != "RGB":
+        im = im.convert("RGB")
+    return im.resize(size, Image.BICUBIC)
+
+
+def png_bytes(im: Image.Image, **kw) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, "PNG", **kw)
+    return buf.getvalue()
+
+
+@pytest.fixture
+def photo_dir(tmp_path: Path) -> Path:
+    """Three clean 512x512 photos, one black frame, one 500x500 photo, one non-image."""
+    d = tmp_path / "outputs"
+    d.mkdir()
+    for name in ("astronaut", "coffee", "chelsea"):
+        photo(name).save(d / f"{name}.png")
+    Image.fromarray(np.zeros((512, 512, 3), np.uint8)).save(d / "black.png")
+    photo("rocket", (500, 500)).save(d / "odd_size.png")
+    (d / "notes.md").write_text("not an image")
+    return d
