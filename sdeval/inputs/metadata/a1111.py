@@ -1,4 +1,4 @@
-"""AUTOMATIC1111 (and Forge/SD.Next, which copy it): the ``parameters`` infotext and EXIF UserComment.
+"""AUTOMATIC1111 (and Forge/SD.Next, which copy it): ``parameters`` infotext, EXIF UserComment.
 
 The infotext is free text, so it is parsed the way A1111 itself parses it back
 (``parse_generation_parameters``): prompt lines, an optional ``Negative prompt:`` block, and a last

@@ -1,4 +1,4 @@
-"""ComfyUI: read prompt, seed and sampler settings from the API-format graph in the ``prompt`` chunk.
+"""ComfyUI: prompt, seed and sampler settings from the API-format graph in the ``prompt`` chunk.
 
 ComfyUI records no "prompt" or "seed" field, only the graph that made the image
 (``{node_id: {"class_type", "inputs"}}``, links ``[source_id, output_index]``), so the values are
@@ -55,7 +55,7 @@ CONDITIONING_PASS: dict[str, tuple[str, ...]] = {
     "unCLIPConditioning": ("conditioning",),
 }
 #: nodes whose output is an *empty* conditioning: the negative of Flux/SD3 graphs is often
-#: ``ConditioningZeroOut(positive)``, and reporting the positive text as the negative would be wrong.
+#: ``ConditioningZeroOut(positive)``; reporting the positive text as the negative would be wrong.
 ZERO_CONDITIONING = frozenset({"ConditioningZeroOut"})
 
 #: inputs a primitive-like node keeps its value in, in the order they are tried.
@@ -81,6 +81,8 @@ LOADER_INPUTS = ("ckpt_name", "unet_name")
 LATENT_INPUTS = ("latent_image", "samples", "latent", "pixels", "image", "images")
 SEED_INPUTS = ("seed", "noise_seed")
 MAX_DEPTH = 256
+#: conditioning is walked recursively (two frames a level): keep well under the recursion limit.
+MAX_COND_DEPTH = 128
 
 
 @dataclass(frozen=True)
@@ -102,7 +104,7 @@ def _link(value: Any) -> tuple[str, int] | None:
 
 def _id_key(node_id: str) -> tuple[int, int, str]:
     """Numeric ids in numeric order first ("2" < "10"), then the rest as text."""
-    return (0, int(node_id), "") if node_id.isdigit() else (1, 0, node_id)
+    return (0, int(node_id), "") if node_id.isascii() and node_id.isdigit() else (1, 0, node_id)
 
 
 def _join(pieces: list[_Piece] | None) -> str | None:
@@ -119,6 +121,9 @@ class _Walker:
     def __init__(self, graph: Any) -> None:
         self.warnings: list[str] = []
         self.nodes: dict[str, tuple[str, dict[str, Any]]] = {}
+        self.order: list[str] = []
+        self._cond_memo: dict[tuple[str, int], list[_Piece] | None] = {}
+        self._cond_active: set[tuple[str, int]] = set()
         if not isinstance(graph, dict):
             self.warn(f"comfyui: graph is a {type(graph).__name__}, not an object of nodes")
             return
@@ -218,10 +223,9 @@ class _Walker:
                 return None, None  # a cycle, reported by the execution order
             inputs = self.inputs(src)
             name = next((k for k in PRIMITIVE_INPUTS if k in inputs), None)
-            if name is None and self.cls(src) == "StringConcatenate":
-                a, _ = self.value(src, "string_a")
-                b, _ = self.value(src, "string_b")
-                d, _ = self.value(src, "delimiter")
+            if name is None and self.cls(src) == "StringConcatenate" and len(seen) < 32:
+                a, b, d = (self.resolve(inputs.get(k), (src, k), seen | {src})[0]
+                           for k in ("string_a", "string_b", "delimiter"))
                 if isinstance(a, str) and isinstance(b, str):
                     return a + (d if isinstance(d, str) else "") + b, None
             if name is None:
@@ -229,6 +233,8 @@ class _Walker:
                           f"({self.cls(src)})")
                 return None, None
             value, path, seen = inputs[name], (src, name), seen | {src}
+        self.warn(f"comfyui: link chain deeper than {MAX_DEPTH} nodes at {path[0]}.{path[1]}; "
+                  "not followed")
         return None, None
 
     # --- conditioning ------------------------------------------------------------------------
@@ -237,23 +243,39 @@ class _Walker:
         """The prompt texts feeding a conditioning input; None when they cannot be found."""
         if name not in self.inputs(node_id):
             return None
-        return self._cond(self.inputs(node_id)[name], (node_id, name), frozenset({node_id}), 0)
+        return self._cond(self.inputs(node_id)[name], (node_id, name), 0)
 
-    def _cond(self, value: Any, holder: InputPath, seen: frozenset[str], depth: int
-              ) -> list[_Piece] | None:
+    def _cond(self, value: Any, holder: InputPath, depth: int) -> list[_Piece] | None:
+        """Memoised per producing output: shared sub-graphs (a combine fed twice by the same
+        node, repeated over and over) must not make the walk exponential."""
         link = _link(value)
         if link is None:
             self.warn(f"comfyui: conditioning input {holder[0]}.{holder[1]} is not a link")
             return None
-        src, out = link
-        if src not in self.nodes:
-            self.warn(f"comfyui: unresolved link at {holder[0]}.{holder[1]} -> node {src} "
+        if link[0] not in self.nodes:
+            self.warn(f"comfyui: unresolved link at {holder[0]}.{holder[1]} -> node {link[0]} "
                       "(no such node)")
             return None
-        if src in seen or depth > MAX_DEPTH:
+        if link in self._cond_memo:
+            return self._cond_memo[link]
+        if link in self._cond_active:
+            return None  # a cycle, reported by the execution order
+        if depth > MAX_COND_DEPTH:
+            self.warn(f"comfyui: conditioning chain deeper than {MAX_COND_DEPTH} nodes at "
+                      f"node {link[0]}; not followed")
             return None
+        self._cond_active.add(link)
+        try:
+            result = self._cond_node(link[0], link[1], depth)
+        finally:
+            self._cond_active.discard(link)
+        if result is not None:
+            result = list(dict.fromkeys(result))
+        self._cond_memo[link] = result
+        return result
+
+    def _cond_node(self, src: str, out: int, depth: int) -> list[_Piece] | None:
         ct, inputs = self.nodes[src]
-        seen = seen | {src}
         if ct in TEXT_ENCODERS or ("TextEncode" in ct and ct not in CONDITIONING_PASS):
             names = TEXT_ENCODERS.get(ct) or tuple(n for n in GENERIC_TEXT_INPUTS if n in inputs)
             pieces, unresolved = [], False
@@ -284,7 +306,7 @@ class _Walker:
             if not names:
                 self.warn(f"comfyui: cannot follow conditioning through node {src} ({ct})")
                 return None
-        parts = [self._cond(inputs[n], (src, n), seen, depth + 1) for n in names if n in inputs]
+        parts = [self._cond(inputs[n], (src, n), depth + 1) for n in names if n in inputs]
         found = [p for p in parts if p is not None]
         return [piece for part in found for piece in part] if found else None
 
@@ -360,7 +382,8 @@ class _Walker:
             if sigmas is None:
                 break
             s_inputs = self.inputs(sigmas)
-            if "steps" in s_inputs or "scheduler" in s_inputs or self.cls(sigmas) in SCHEDULER_CLASSES:
+            if ("steps" in s_inputs or "scheduler" in s_inputs
+                    or self.cls(sigmas) in SCHEDULER_CLASSES):
                 steps = steps if steps is not None else as_int(self.value(sigmas, "steps")[0])
                 scheduler = (as_str(self.value(sigmas, "scheduler")[0])
                              or SCHEDULER_CLASSES.get(self.cls(sigmas)))
@@ -420,7 +443,7 @@ class _Walker:
         """The one size all empty-latent/empty-image nodes agree on, when the chain gave none."""
         sizes = set()
         for nid, (ct, _) in self.nodes.items():
-            if "EmptyLatent" in ct or (ct.startswith("Empty") and "Latent" in ct) or ct == "EmptyImage":
+            if ct == "EmptyImage" or (ct.startswith("Empty") and "Latent" in ct):
                 w = as_int(self.value(nid, "width")[0])
                 h = as_int(self.value(nid, "height")[0])
                 if w and h:
@@ -507,7 +530,7 @@ def parse_comfyui(prompt_json_text: str, *, max_json_bytes: int | None = None
 
 
 def find_prompt_inputs(graph: dict) -> list[tuple[str, str]]:
-    """``(node_id, input_name)`` of every literal text feeding the primary sampler's positive prompt.
+    """``(node_id, input_name)`` of each literal text feeding the primary's positive prompt.
 
     These are the inputs to rewrite when a gate asks to regenerate with a changed prompt; texts
     reached through primitive nodes point at the primitive's input.

@@ -1,4 +1,4 @@
-"""InvokeAI: 3.x+ ``invokeai_metadata`` JSON, 2.x ``sd-metadata`` JSON and the ``Dream`` command line.
+"""InvokeAI: 3.x+ ``invokeai_metadata`` JSON; 2.x ``sd-metadata`` JSON and ``Dream`` command line.
 
 InvokeAI calls the sampling algorithm "scheduler" (``euler_a``, ``dpmpp_2m_k``); it is stored in
 ``sampler``, the field that means "which algorithm" everywhere else in sdeval. InvokeAI 2.x wrote
