@@ -24,7 +24,7 @@ ProgressFn = Callable[[int, int], None]
 SCHEMA_VERSION = 1
 
 META_COLUMNS = ("source", "prompt", "negative_prompt", "seed", "requested_width", "requested_height",
-                "steps", "cfg", "sampler", "scheduler", "model", "model_hash")
+                "base_width", "base_height", "steps", "cfg", "sampler", "scheduler", "model", "model_hash")
 
 
 @dataclass(frozen=True)
@@ -145,7 +145,8 @@ def record_row(rec: ImageRecord) -> dict[str, Any]:
         "path": rec.path, "sha256": rec.sha256, "size_bytes": rec.size_bytes, "format": rec.format,
         "mode": rec.mode, "width": rec.width, "height": rec.height,
         "source": md.source, "prompt": md.prompt, "negative_prompt": md.negative_prompt, "seed": md.seed,
-        "requested_width": md.width, "requested_height": md.height, "steps": md.steps, "cfg": md.cfg,
+        "requested_width": md.output_width, "requested_height": md.output_height,
+        "base_width": md.width, "base_height": md.height, "steps": md.steps, "cfg": md.cfg,
         "sampler": md.sampler, "scheduler": md.scheduler, "model": md.model, "model_hash": md.model_hash,
         "group": rec.group, "duplicate_of": None,
         "warnings": list(rec.warnings), "error": rec.error,

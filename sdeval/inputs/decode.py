@@ -37,14 +37,14 @@ def open_image(data: bytes, options: DecodeOptions = DecodeOptions()) -> Image.I
     """Open (header only) and validate format and size. Raises DecodeError with a reason."""
     if not data:
         raise DecodeError("empty file (0 bytes)")
+    # Pillow's own limit, set explicitly: it warns above it (an error here) and refuses above 2x
+    Image.MAX_IMAGE_PIXELS = options.max_pixels
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             im = Image.open(io.BytesIO(data))
-    except Image.DecompressionBombError as exc:
-        raise DecodeError(f"decompression bomb: {exc}") from exc
-    except Image.DecompressionBombWarning as exc:
-        raise DecodeError(f"decompression bomb: {exc}") from exc
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise DecodeError(f"decompression bomb: {exc} (raise the limit with --max-pixels)") from exc
     except Image.UnidentifiedImageError as exc:
         raise DecodeError("cannot identify image file (not an image, or an unknown format)") from exc
     except Exception as exc:  # Pillow raises many types on garbage headers

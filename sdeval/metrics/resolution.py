@@ -18,14 +18,28 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 class SizeError(ImageMetric):
+    """How far the delivered size is from the expected one, in pixels (0 = exact).
+
+    The expected size is ``--resolution`` when given, else the metadata's *output* size
+    (``output_width``/``output_height``): what the generator's saved image should measure, hires
+    fix and upscales included (A1111 ``Hires upscale``/``Hires resize``, ComfyUI latent/image
+    upscale nodes), or a manifest's width/height. The base generation size (``width``/``height``)
+    is never used: for a hires-fixed image it is the first-pass size, and comparing against it
+    would block every such image. Where the readers cannot tell the output size (a model upscaler,
+    a loaded image, an unknown node) the score is Missing, not a guess.
+    """
+
     name = "size_error"
+    #: 2: compares against the output size (hires fix included), no longer the base size
+    version = "2"
     higher_is_better = False
     range = (0.0, None)
     unit = "pixels"
     default_action = "block"
     option_names = ("resolution",)
-    description = ("largest difference in pixels between the actual width/height and the requested "
-                   "size (--resolution, else the generator's metadata)")
+    description = ("largest difference in pixels between the actual width/height and the expected "
+                   "size (--resolution, else the output size the generator's metadata implies, "
+                   "hires fix and upscales included)")
 
     def __init__(self, options=None) -> None:
         super().__init__(options)
@@ -36,10 +50,12 @@ class SizeError(ImageMetric):
         out: list[Score] = []
         for rec in batch.records:
             want = self.expected
-            if want is None and rec.metadata.width and rec.metadata.height:
-                want = (rec.metadata.width, rec.metadata.height)
+            meta = rec.metadata
+            if want is None and meta.output_width and meta.output_height:
+                want = (meta.output_width, meta.output_height)
             if want is None:
-                out.append(Missing("no requested size (no metadata size and no --resolution)"))
+                out.append(Missing("no requested size (the metadata does not say the output "
+                                   "size and no --resolution)"))
             elif rec.width is None or rec.height is None:
                 out.append(Missing("image size unknown"))
             else:

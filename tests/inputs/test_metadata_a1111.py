@@ -8,7 +8,12 @@ import pytest
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from sdeval.inputs.metadata.a1111 import decode_user_comment, parse_a1111, parse_params_line
+from sdeval.inputs.metadata.a1111 import (
+    decode_user_comment,
+    hires_output_size,
+    parse_a1111,
+    parse_params_line,
+)
 from sdeval.inputs.metadata.reader import read_metadata
 
 INFOTEXT = (
@@ -114,3 +119,69 @@ def test_utf8_written_into_latin1_text_chunk_is_recovered() -> None:
     Image.new("RGB", (8, 8)).save(buf, "PNG", pnginfo=info)
     buf.seek(0)
     assert "chevalier à" in read_metadata(Image.open(buf)).prompt
+
+
+# --- output size: Size is the first-pass size; hires fix sets what the saved image measures ----
+
+HIRES = ("a lighthouse\nSteps: 20, Sampler: DPM++ 2M, CFG scale: 7, Seed: 1, Size: {size}, "
+         "Model: sd15, Denoising strength: 0.5, {hires}Hires upscaler: Latent, Version: v1.10.1")
+
+
+def _hires(size: str, hires: str) -> tuple:
+    meta = parse_a1111(HIRES.format(size=size, hires=hires))
+    return (meta.width, meta.height), (meta.output_width, meta.output_height)
+
+
+def test_without_hires_the_output_is_size() -> None:
+    meta = parse_a1111(INFOTEXT)
+    assert (meta.output_width, meta.output_height) == (832, 1216)
+    assert _hires("512x768", "") == ((512, 768), (512, 768))
+
+
+@pytest.mark.parametrize(("size", "hires", "output"), [
+    ("512x512", "Hires upscale: 2, ", (1024, 1024)),
+    ("832x1216", "Hires upscale: 1.5, ", (1248, 1824)),
+    # int(520 * 1.3) = 676, and the second pass runs on a 676 // 8 = 84-cell latent
+    ("520x520", "Hires upscale: 1.3, ", (672, 672)),
+    ("512x512", "Hires upscale: 1, ", (512, 512)),
+    # a 0 side keeps the aspect ratio: 1024 * 768 // 512
+    ("512x768", "Hires resize: 1024x0, ", (1024, 1536)),
+    ("512x768", "Hires resize: 0x1000, ", (664, 1000)),  # 1000 * 512 // 768 = 666 -> 83 cells
+    # both sides: cover the box, then crop whole latent cells (truncate_x/_y)
+    ("512x512", "Hires resize: 1024x768, ", (1024, 768)),
+    ("512x768", "Hires resize: 1000x1000, ", (1000, 1000)),
+    # off the grid: a 127 x 191-cell latent cut by (1530 - 1020) // 8 = 63 rows
+    ("512x768", "Hires resize: 1020x1020, ", (1016, 1024)),
+])
+def test_hires_fix_output_size(size: str, hires: str, output: tuple) -> None:
+    base, out = _hires(size, hires)
+    assert base == tuple(int(v) for v in size.split("x"))  # Size stays the base size
+    assert out == output
+
+
+def test_unreadable_hires_values_make_the_output_unknown() -> None:
+    assert _hires("512x512", "Hires upscale: lots, ")[1] == (None, None)
+    assert _hires("512x512", 'Hires resize: "big", ')[1] == (None, None)
+    assert hires_output_size(512, 512, None, None) == (512, 512)
+
+
+def test_old_first_pass_size_infotext() -> None:
+    """Before A1111 1.0, Size was the final size and First pass size the base (0x0: computed)."""
+    meta = parse_a1111("a fox\nSteps: 20, Seed: 5, Size: 1024x768, First pass size: 512x384, "
+                       "Denoising strength: 0.7")
+    assert (meta.width, meta.height) == (512, 384)
+    assert (meta.output_width, meta.output_height) == (1024, 768)
+    computed = parse_a1111("a fox\nSteps: 20, Seed: 5, Size: 1024x1024, First pass size: 0x0")
+    assert (computed.width, computed.height) == (512, 512)
+    assert (computed.output_width, computed.output_height) == (1024, 1024)
+
+
+def test_hires_infotext_read_from_a_png() -> None:
+    info = PngInfo()
+    info.add_text("parameters", HIRES.format(size="512x512", hires="Hires upscale: 2, "))
+    buf = BytesIO()
+    Image.new("RGB", (8, 8)).save(buf, "PNG", pnginfo=info)
+    buf.seek(0)
+    meta = read_metadata(Image.open(buf))
+    assert (meta.width, meta.height, meta.output_width, meta.output_height) == (512, 512, 1024,
+                                                                                1024)

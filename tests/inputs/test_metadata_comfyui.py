@@ -410,3 +410,173 @@ def test_string_concatenate_feeding_an_encoder() -> None:
     graph["6"]["inputs"]["text"] = ["40", 0]
     assert walk_graph(graph).prompt == "a red fox, oil painting"
     assert find_prompt_inputs(graph) == [("6", "text")]  # rewriting it replaces the link
+
+
+# --- output size: what the saved image measures (hires fix, latent and image upscales) ---------
+
+
+def _out(meta) -> tuple:
+    return (meta.output_width, meta.output_height)
+
+
+def _size_warnings(meta) -> list[str]:
+    return [w for w in meta.warnings if "output size unknown" in w]
+
+
+def test_single_pass_output_is_the_empty_latent_size() -> None:
+    meta = walk_graph(basic_graph())
+    assert _out(meta) == (512, 768) == (meta.width, meta.height)
+    assert meta.warnings == ()
+    flux = walk_graph(flux_graph())
+    assert _out(flux) == (1024, 768) and flux.warnings == ()
+    assert _out(walk_graph(custom_advanced_graph())) == (1024, 1024)
+
+
+def test_empty_latent_off_the_grid_decodes_to_whole_cells() -> None:
+    graph = basic_graph()
+    graph["5"]["inputs"].update(width=516, height=770)  # latent is height // 8, width // 8
+    meta = walk_graph(graph)
+    assert (meta.width, meta.height) == (516, 770)  # as asked
+    assert _out(meta) == (512, 768)  # what VAEDecode returns
+
+
+def test_hires_latent_upscale_output_is_the_upscaled_size() -> None:
+    meta = walk_graph(hires_graph())
+    assert (meta.width, meta.height) == (512, 768)  # base size stays (regeneration needs it)
+    assert _out(meta) == (1024, 1536)
+    assert _size_warnings(meta) == []
+
+
+@pytest.mark.parametrize(("width", "height", "expected"), [
+    (0, 1024, (680, 1024)),   # keep aspect: round(64 * 1024 / 96) = 683 px -> 85 cells
+    (1024, 0, (1024, 1536)),
+    (0, 0, (512, 768)),       # both 0: the latent passes through unchanged
+])
+def test_latent_upscale_zero_side_keeps_aspect(width: int, height: int, expected: tuple) -> None:
+    graph = hires_graph()
+    graph["10"]["inputs"].update(width=width, height=height)
+    assert _out(walk_graph(graph)) == expected
+
+
+def test_latent_upscale_by_rounds_latent_cells_like_comfyui() -> None:
+    graph = hires_graph()
+    graph["10"] = _node("LatentUpscaleBy", samples=["3", 0], upscale_method="nearest-exact",
+                        scale_by=1.5)
+    assert _out(walk_graph(graph)) == (768, 1152)
+    graph["5"]["inputs"].update(width=520, height=520)  # 65 cells
+    graph["10"]["inputs"]["scale_by"] = 1.3
+    meta = walk_graph(graph)
+    # round(65 * 1.3) = round(84.5) = 84 cells = 672 px (not round(520 * 1.3) = 676)
+    assert _out(meta) == (672, 672)
+    assert (meta.width, meta.height) == (520, 520)
+
+
+def image_hires_graph() -> dict:
+    """Two passes through pixel space: decode, ImageScale, encode, second sampler, decode."""
+    graph = basic_graph()
+    graph["8"] = _node("VAEDecode", samples=["3", 0], vae=["4", 2])
+    graph["13"] = _node("ImageScale", image=["8", 0], upscale_method="lanczos", width=1024,
+                        height=1536, crop="disabled")
+    graph["14"] = _node("VAEEncode", pixels=["13", 0], vae=["4", 2])
+    graph["11"] = _node("KSampler", seed=2, steps=12, cfg=6.0, sampler_name="euler",
+                        scheduler="normal", denoise=0.45, model=["4", 0], positive=["6", 0],
+                        negative=["7", 0], latent_image=["14", 0])
+    graph["15"] = _node("VAEDecode", samples=["11", 0], vae=["4", 2])
+    graph["9"] = _node("SaveImage", images=["15", 0], filename_prefix="hires")
+    return graph
+
+
+def test_pixel_space_hires_through_vae_encode() -> None:
+    meta = walk_graph(image_hires_graph())
+    assert [s.node_id for s in meta.samplers] == ["3", "11"]
+    assert (meta.width, meta.height) == (512, 768)
+    assert _out(meta) == (1024, 1536)
+    assert meta.warnings == ()
+
+
+def test_image_scale_nodes_after_decode() -> None:
+    graph = basic_graph()
+    graph["13"] = _node("ImageScaleBy", image=["8", 0], upscale_method="lanczos", scale_by=1.5)
+    graph["9"]["inputs"]["images"] = ["13", 0]
+    assert _out(walk_graph(graph)) == (768, 1152)
+    graph["13"] = _node("ImageScale", image=["8", 0], upscale_method="lanczos", width=0,
+                        height=1000, crop="disabled")
+    assert _out(walk_graph(graph)) == (667, 1000)  # round(512 * 1000 / 768)
+    graph["13"] = _node("ImageScaleToTotalPixels", image=["8", 0], upscale_method="lanczos",
+                        megapixels=1.0)
+    assert _out(walk_graph(graph)) == (836, 1254)
+    graph["13"]["inputs"]["resolution_steps"] = 64
+    assert _out(walk_graph(graph)) == (832, 1280)
+    graph["13"] = _node("ImageSharpen", image=["8", 0], sharpen_radius=1, sigma=1.0, alpha=1.0)
+    assert _out(walk_graph(graph)) == (512, 768)
+
+
+def test_model_upscaler_makes_the_output_size_unknown() -> None:
+    graph = basic_graph()
+    graph["20"] = _node("UpscaleModelLoader", model_name="4x-UltraSharp.pth")
+    graph["21"] = _node("ImageUpscaleWithModel", upscale_model=["20", 0], image=["8", 0])
+    graph["22"] = _node("ImageScaleBy", image=["21", 0], upscale_method="lanczos", scale_by=0.5)
+    graph["9"]["inputs"]["images"] = ["22", 0]
+    meta = walk_graph(graph)
+    assert _out(meta) == (None, None)
+    assert (meta.width, meta.height) == (512, 768)
+    [warning] = _size_warnings(meta)
+    assert "model upscaler 4x-UltraSharp.pth" in warning
+    # a fixed-size ImageScale after the model upscaler states the size again
+    graph["22"] = _node("ImageScale", image=["21", 0], upscale_method="lanczos", width=1024,
+                        height=1536, crop="center")
+    meta = walk_graph(graph)
+    assert _out(meta) == (1024, 1536) and _size_warnings(meta) == []
+
+
+def test_unknown_and_loaded_images_are_unknown_with_a_warning() -> None:
+    graph = basic_graph()
+    graph["13"] = _node("ImageCrop", image=["8", 0], width=256, height=256, x=0, y=0)
+    graph["9"]["inputs"]["images"] = ["13", 0]
+    meta = walk_graph(graph)
+    assert _out(meta) == (None, None)
+    assert any("node 13 (ImageCrop)" in w for w in _size_warnings(meta))
+
+    img2img = basic_graph()
+    img2img["20"] = _node("LoadImage", image="input.png")
+    img2img["21"] = _node("VAEEncode", pixels=["20", 0], vae=["4", 2])
+    img2img["3"]["inputs"]["latent_image"] = ["21", 0]
+    meta = walk_graph(img2img)
+    assert _out(meta) == (None, None)
+    assert any("loaded file (node 20, LoadImage)" in w for w in _size_warnings(meta))
+
+
+def test_saving_nodes_previews_and_disagreement() -> None:
+    graph = hires_graph()
+    graph["30"] = _node("VAEDecode", samples=["3", 0], vae=["4", 2])
+    graph["31"] = _node("PreviewImage", images=["30", 0])  # first pass, shown only
+    meta = walk_graph(graph)
+    assert _out(meta) == (1024, 1536) and _size_warnings(meta) == []
+    graph["31"] = _node("SaveImage", images=["30", 0], filename_prefix="base")
+    meta = walk_graph(graph)  # both passes saved: this file may be either
+    assert _out(meta) == (None, None)
+    [warning] = _size_warnings(meta)
+    assert "disagree" in warning and "1024x1536" in warning and "512x768" in warning
+
+
+def test_output_size_through_latent_pass_through_and_rotation() -> None:
+    graph = basic_graph()
+    graph["20"] = _node("RepeatLatentBatch", samples=["3", 0], amount=2)
+    graph["21"] = _node("LatentRotate", samples=["20", 0], rotation="90 degrees")
+    graph["8"]["inputs"]["samples"] = ["21", 0]
+    assert _out(walk_graph(graph)) == (768, 512)
+
+
+def test_no_saving_node_is_a_warning() -> None:
+    graph = basic_graph()
+    del graph["9"]
+    meta = walk_graph(graph)
+    assert _out(meta) == (None, None)
+    assert (meta.width, meta.height) == (512, 768)
+    assert any("no image-saving node" in w for w in _size_warnings(meta))
+
+
+def test_recorded_graphs_output_size() -> None:
+    assert _out(walk_graph(_recorded_graph("04_prompt_valid.json"))) == (64, 48)
+    meta = walk_graph(_recorded_graph("07_core_only_graph.json"))
+    assert _out(meta) == (64, 64) and meta.warnings == ()

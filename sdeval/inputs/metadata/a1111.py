@@ -9,6 +9,7 @@ that happens to contain a colon must stay a prompt.
 from __future__ import annotations
 
 import json
+import math
 import re
 
 from sdeval.inputs.metadata._common import as_float, as_int
@@ -17,6 +18,8 @@ from sdeval.inputs.metadata.types import GenerationMetadata
 #: A1111's own pattern (modules/infotext_utils.py, ``re_param_code``); quoted values are JSON.
 RE_PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
 RE_SIZE = re.compile(r"^\s*(\d+)\s*[x×]\s*(\d+)\s*$")
+#: latent grid of SD models: A1111's ``opt_f``.
+OPT_F = 8
 NEGATIVE_PREFIX = "Negative prompt:"
 
 UNICODE_PREFIX = b"UNICODE\0"
@@ -61,9 +64,19 @@ def parse_a1111(text: str, *, source: str = "a1111") -> GenerationMetadata:
     prompt = "\n".join(prompt_lines).strip()
 
     width = height = None
-    size = RE_SIZE.match(params.get("Size", ""))
+    size = _size(params.get("Size"))
     if size:
-        width, height = int(size.group(1)), int(size.group(2))
+        width, height = size
+    output = size
+    first_pass = _size(params.get("First pass size"))
+    if size and first_pass is not None and size[0] > 0 and size[1] > 0:
+        # before A1111 1.0 (Jan 2023) ``Size`` was the final size and ``First pass size`` the base;
+        # 0x0 meant "computed": A1111 converts it back the same way (restore_old_hires_fix_params)
+        width, height = (first_pass if first_pass[0] and first_pass[1]
+                         else _old_first_pass(*size))
+    elif size:
+        output = hires_output_size(size[0], size[1], params.get("Hires upscale"),
+                                   params.get("Hires resize"))
     return GenerationMetadata(
         source=source,
         prompt=prompt or None,
@@ -71,6 +84,8 @@ def parse_a1111(text: str, *, source: str = "a1111") -> GenerationMetadata:
         seed=as_int(params.get("Seed")),
         width=width,
         height=height,
+        output_width=output[0] if output else None,
+        output_height=output[1] if output else None,
         steps=as_int(params.get("Steps")),
         cfg=as_float(params.get("CFG scale")),
         sampler=params.get("Sampler") or None,
@@ -78,6 +93,57 @@ def parse_a1111(text: str, *, source: str = "a1111") -> GenerationMetadata:
         model=params.get("Model") or None,
         model_hash=params.get("Model hash") or None,
     )
+
+
+def _size(text: str | None) -> tuple[int, int] | None:
+    size = RE_SIZE.match(text or "")
+    return (int(size.group(1)), int(size.group(2))) if size else None
+
+
+def _old_first_pass(width: int, height: int) -> tuple[int, int]:
+    """A1111's ``old_hires_fix_first_pass_dimensions``: about 512x512 pixels, multiples of 64."""
+    scale = math.sqrt(512 * 512 / (width * height))
+    return math.ceil(scale * width / 64) * 64, math.ceil(scale * height / 64) * 64
+
+
+def hires_output_size(width: int, height: int, upscale: str | None, resize: str | None
+                      ) -> tuple[int, int] | None:
+    """The saved size of an A1111 txt2img from its base ``Size`` and hires-fix parameters.
+
+    As A1111 computes it (modules/processing.py, ``calculate_target_resolution`` and
+    ``sample_hr_pass``): the target is ``int(size * Hires upscale)``, or ``Hires resize: WxH``
+    where a 0 side keeps the aspect ratio (``other * h // w``); when both sides are given the
+    upscale covers the box and the latent is cropped by ``truncate = (target - box) // 8`` cells.
+    The second pass runs on a ``target // 8`` latent, so the image is ``(target // 8 - truncate)
+    * 8``. No hires parameters: the base size. Unreadable hires parameters: None (unknown).
+    """
+    if width <= 0 or height <= 0:
+        return None
+    resize_to = _size(resize)
+    if resize is not None and resize_to is None:
+        return None
+    if resize_to is not None and resize_to != (0, 0):
+        rx, ry = resize_to
+        trunc_x = trunc_y = 0
+        if ry == 0:
+            tx, ty = rx, rx * height // width
+        elif rx == 0:
+            tx, ty = ry * width // height, ry
+        else:
+            if width / height < rx / ry:
+                tx, ty = rx, rx * height // width
+            else:
+                tx, ty = ry * width // height, ry
+            trunc_x, trunc_y = (tx - rx) // OPT_F, (ty - ry) // OPT_F
+        out = (tx // OPT_F - trunc_x) * OPT_F, (ty // OPT_F - trunc_y) * OPT_F
+        return out if out[0] > 0 and out[1] > 0 else None
+    if upscale is None:
+        return width, height
+    scale = as_float(upscale)
+    if scale is None or scale <= 0 or not math.isfinite(width * height * scale * scale):
+        return None
+    tx, ty = int(width * scale) // OPT_F * OPT_F, int(height * scale) // OPT_F * OPT_F
+    return (tx, ty) if tx > 0 and ty > 0 else None
 
 
 def _utf16(body: bytes) -> str:

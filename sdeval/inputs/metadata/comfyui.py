@@ -6,11 +6,18 @@ found by walking it backwards from the samplers (REFERENCE.md §3). Graphs are u
 be odd or broken: everything unknown becomes a warning, never an exception. The walk also records
 *where* seeds and prompt texts live (``SamplerInfo.seed_inputs``, :func:`find_prompt_inputs`) so the
 regeneration loop can edit exactly those inputs and resubmit the graph.
+
+Two sizes come out of a graph: ``width``/``height``, the latent the primary sampler starts from
+(what a regeneration asks for), and ``output_width``/``output_height``, what the saving node
+writes, replayed from that latent through LatentUpscale(By), VAEDecode/Encode and ImageScale(By)
+nodes with ComfyUI's own rounding. A step whose size the graph does not state (a model upscaler,
+a loaded image, a crop, an unknown node) makes the output size unknown, with a warning.
 """
 
 from __future__ import annotations
 
 import heapq
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,6 +83,32 @@ SCHEDULER_CLASSES = {
     "BetaSamplingScheduler": "beta", "LaplaceScheduler": "laplace", "GITSScheduler": "gits",
     "OptimalStepsScheduler": "optimal_steps",
 }
+
+#: --- output size (what the saved image measures), walked back from the image-saving node ---
+#: image -> image nodes that keep the size of one input (the input named here).
+IMAGE_SAME_SIZE: dict[str, str] = {
+    "ImageAddNoise": "image", "ImageSharpen": "image", "ImageBlur": "image",
+    "ImageInvert": "image", "ImageQuantize": "image", "ImageFlip": "image",
+    "ImageFromBatch": "image", "RepeatImageBatch": "image",
+    "ImageBatch": "image1",  # image2 is resized to image1
+    "ImageBlend": "image1",  # image2 is resized to image1
+    "ImageCompositeMasked": "destination",
+}
+#: latent -> latent nodes that keep the size of one input.
+LATENT_SAME_SIZE: dict[str, str] = {
+    "SetLatentNoiseMask": "samples", "RepeatLatentBatch": "samples",
+    "LatentFromBatch": "samples", "LatentBatchSeedBehavior": "samples",
+    "LatentFlip": "samples", "LatentMultiply": "samples",
+    "LatentComposite": "samples_to", "LatentCompositeMasked": "destination",
+    "LatentBlend": "samples1", "LatentAdd": "samples1", "LatentSubtract": "samples1",
+    "LatentInterpolate": "samples1", "LatentBatch": "samples1",
+}
+VAE_DECODERS = frozenset({"VAEDecode", "VAEDecodeTiled"})
+#: VAEEncode crops the pixels to a multiple of 8 (``vae_encode_crop_pixels``).
+VAE_ENCODERS = frozenset({"VAEEncode", "VAEEncodeTiled", "VAEEncodeForInpaint"})
+#: pixels per latent cell of empty-latent nodes; 8 unless listed (``height // 16`` for Flux 2).
+LATENT_FACTOR = {"EmptyFlux2LatentImage": 16}
+DEFAULT_LATENT_FACTOR = 8
 
 LOADER_INPUTS = ("ckpt_name", "unet_name")
 LATENT_INPUTS = ("latent_image", "samples", "latent", "pixels", "image", "images")
@@ -432,7 +465,10 @@ class _Walker:
             w = as_int(self.value(nid, "width")[0])
             h = as_int(self.value(nid, "height")[0])
             if nid not in samplers and w and h and w > 0 and h > 0:
-                return round(w * scale), round(h * scale)
+                sw, sh = w * scale, h * scale
+                if not (math.isfinite(sw) and math.isfinite(sh)):
+                    return None  # absurd scale factors: no size rather than a crash
+                return round(sw), round(sh)
             factor = as_float(self.value(nid, "scale_by")[0])
             if factor and factor > 0 and nid not in samplers:
                 scale *= factor
@@ -449,6 +485,243 @@ class _Walker:
                 if w and h:
                     sizes.add((w, h))
         return sizes.pop() if len(sizes) == 1 else None
+
+    # --- output size ---------------------------------------------------------------------------
+
+    def _upstream(self, start: str) -> set[str]:
+        seen: set[str] = set()
+        stack = [start]
+        while stack:
+            nid = stack.pop()
+            if nid in seen or nid not in self.nodes:
+                continue
+            seen.add(nid)
+            stack.extend(link[0] for v in self.inputs(nid).values() if (link := _link(v)))
+        return seen
+
+    def output_size(self, primary: str | None, samplers: set[str]) -> tuple[int, int] | None:
+        """The size of the image the saving node writes, walked back from it to the latent.
+
+        The saving nodes considered are those fed by the primary sampler (SaveImage-like ones
+        before previews); when they disagree, or a step cannot be computed (model upscalers,
+        loaded images, crops, unknown nodes), the size is unknown and a warning says why.
+        """
+        savers = [nid for nid, (ct, inputs) in self.nodes.items()
+                  if (ct in OUTPUT_CLASSES or "Save" in ct or "Preview" in ct)
+                  and any(_link(inputs.get(k)) for k in ("images", "image"))]
+        if primary is not None:
+            savers = [nid for nid in savers if primary in self._upstream(nid)]
+        if not savers:
+            self.warn("comfyui: output size unknown: no image-saving node"
+                      + (f" fed by sampler {primary}" if primary is not None else ""))
+            return None
+        writers = [nid for nid in savers if "Preview" not in self.cls(nid)] or savers
+        sizes: dict[str, tuple[int, int]] = {}
+        for nid in sorted(writers, key=_id_key):
+            size = self._saved_size(nid, samplers)
+            if size is None:
+                return None
+            sizes[nid] = size
+        if len(set(sizes.values())) > 1:
+            listed = ", ".join(f"{nid} ({self.cls(nid)}) {w}x{h}"
+                               for nid, (w, h) in sizes.items())
+            self.warn(f"comfyui: output size unknown: image-saving nodes disagree: {listed}")
+            return None
+        return next(iter(sizes.values()))
+
+    def _unknown(self, why: str) -> None:
+        self.warn(f"comfyui: output size unknown: {why}")
+
+    def _number(self, nid: str, name: str, kind: type = int) -> float | int | None:
+        value = self.value(nid, name)[0]
+        number = as_int(value) if kind is int else as_float(value)
+        if number is None:
+            self._unknown(f"{name} of node {nid} ({self.cls(nid)}) is not a number")
+        return number
+
+    def _sides(self, nid: str) -> tuple[int | None, int | None]:
+        """``width`` and ``height`` of a node; (None, None) with a warning when not both >= 0."""
+        w, h = self._number(nid, "width"), self._number(nid, "height")
+        if w is None or h is None:
+            return None, None
+        if w < 0 or h < 0:
+            self._unknown(f"node {nid} ({self.cls(nid)}) has a negative side")
+            return None, None
+        return int(w), int(h)
+
+    def _saved_size(self, saver: str, samplers: set[str]) -> tuple[int, int] | None:
+        """Walk back from one saving node to a node of known size, then replay the steps."""
+        key = "images" if _link(self.inputs(saver).get("images")) else "image"
+        steps: list[tuple[Any, ...]] = []
+        nid, name, latent = self.linked_node(saver, key), f"{saver}.{key}", False
+        seen: set[tuple[str, bool]] = set()
+        source: tuple[int, int, int] | None = None  # (w, h, pixels per cell; 1 for images)
+        while source is None:
+            if nid is None:
+                self._unknown(f"input {name} is not linked to a node")
+                return None
+            if (nid, latent) in seen or len(seen) >= MAX_DEPTH:
+                self._unknown(f"image chain too deep or cyclic at node {nid}")
+                return None
+            seen.add((nid, latent))
+            ct, inputs = self.nodes[nid]
+            nxt: str | None = None  # the input to follow next
+            if latent:
+                if nid in samplers or ct in SAMPLER_SEED_INPUT:
+                    if _link(inputs.get("script")):
+                        self._unknown(f"sampler {nid} ({ct}) runs a script")
+                        return None
+                    nxt = next((k for k in ("latent_image", "latent", "samples")
+                                if _link(inputs.get(k))), "latent_image")
+                elif ct == "LatentUpscale":
+                    w, h = self._sides(nid)
+                    if w is None or h is None:
+                        return None
+                    if w > 0 and h > 0:  # fixed size: the input does not matter
+                        source = (max(64, w) // 8, max(64, h) // 8, DEFAULT_LATENT_FACTOR)
+                        continue
+                    if w or h:
+                        steps.append(("latent_size", nid, w, h))
+                    nxt = "samples"
+                elif ct == "LatentUpscaleBy":
+                    by = self._number(nid, "scale_by", float)
+                    if by is None:
+                        return None
+                    steps.append(("latent_by", by))
+                    nxt = "samples"
+                elif ct == "LatentRotate":
+                    steps.append(("rotate", str(self.value(nid, "rotation")[0] or "")))
+                    nxt = "samples"
+                elif ct.startswith("Empty") and "Latent" in ct:
+                    w, h = self._sides(nid)
+                    if not w or not h:
+                        if w == 0 or h == 0:
+                            self._unknown(f"node {nid} ({ct}) has a zero side")
+                        return None
+                    f = LATENT_FACTOR.get(ct, DEFAULT_LATENT_FACTOR)
+                    source = (w // f, h // f, f)
+                    continue
+                elif ct in VAE_ENCODERS:
+                    steps.append(("encode",))
+                    nxt, latent = "pixels", False
+                elif ct in LATENT_SAME_SIZE:
+                    nxt = LATENT_SAME_SIZE[ct]
+            else:
+                if ct in VAE_DECODERS:
+                    steps.append(("decode",))
+                    nxt, latent = "samples", True
+                elif ct == "ImageScale":
+                    w, h = self._sides(nid)
+                    if w is None or h is None:
+                        return None
+                    if w > 0 and h > 0:  # fixed size: the input does not matter
+                        source = (w, h, 1)
+                        continue
+                    if w or h:
+                        steps.append(("image_size", w, h))
+                    nxt = "image"
+                elif ct == "ImageScaleBy":
+                    by = self._number(nid, "scale_by", float)
+                    if by is None:
+                        return None
+                    steps.append(("image_by", by))
+                    nxt = "image"
+                elif ct == "ImageScaleToTotalPixels":
+                    mp = self._number(nid, "megapixels", float)
+                    res_steps = (self._number(nid, "resolution_steps")
+                                 if "resolution_steps" in inputs else 1)
+                    if mp is None or res_steps is None:
+                        return None
+                    if mp <= 0 or res_steps < 1:
+                        self._unknown(f"node {nid} ({ct}) asks for {mp} megapixels in steps "
+                                      f"of {res_steps}")
+                        return None
+                    steps.append(("total_pixels", mp, res_steps))
+                    nxt = "image"
+                elif ct == "ImageRotate":
+                    steps.append(("rotate", str(self.value(nid, "rotation")[0] or "")))
+                    nxt = "image"
+                elif ct == "ImageUpscaleWithModel":
+                    loader = self.linked_node(nid, "upscale_model")
+                    model = as_str(self.value(loader, "model_name")[0]) if loader else None
+                    self._unknown(f"model upscaler {model or '?'} (node {nid}) has a scale "
+                                  "the graph does not state")
+                    return None
+                elif ct == "EmptyImage":
+                    w, h = self._sides(nid)
+                    if not w or not h:
+                        if w == 0 or h == 0:
+                            self._unknown(f"node {nid} ({ct}) has a zero side")
+                        return None
+                    source = (w, h, 1)
+                    continue
+                elif ct.startswith("LoadImage"):
+                    self._unknown(f"the image comes from a loaded file (node {nid}, {ct})")
+                    return None
+                elif ct in IMAGE_SAME_SIZE:
+                    nxt = IMAGE_SAME_SIZE[ct]
+                elif (not any(_link(inputs.get(k)) for k in LATENT_INPUTS)
+                      and (w := as_int(self.value(nid, "width")[0]))
+                      and (h := as_int(self.value(nid, "height")[0])) and w > 0 and h > 0):
+                    source = (w, h, 1)  # a node that makes an image of a stated size
+                    continue
+            if ct == "Reroute":
+                nxt = next((k for k, v in inputs.items() if _link(v)), None)
+            if nxt is None:
+                self._unknown(f"cannot follow the {'latent' if latent else 'image'} through "
+                              f"node {nid} ({ct})")
+                return None
+            name = f"{nid}.{nxt}"
+            nid = self.linked_node(nid, nxt)
+        try:
+            return self._replay(source, steps)
+        except (OverflowError, ValueError, ZeroDivisionError) as exc:  # absurd scale factors
+            self._unknown(f"size arithmetic failed at node {saver} ({type(exc).__name__})")
+            return None
+
+    def _replay(self, source: tuple[int, int, int], steps: list[tuple[Any, ...]]
+                ) -> tuple[int, int] | None:
+        """Apply the recorded steps from the source forward, with ComfyUI's own arithmetic."""
+        w, h, factor = source
+        for step in reversed(steps):
+            if w <= 0 or h <= 0:
+                break
+            op = step[0]
+            if op == "decode":
+                w, h = w * factor, h * factor
+            elif op == "encode":
+                factor = DEFAULT_LATENT_FACTOR
+                w, h = w // factor, h // factor
+            elif op == "image_size":  # ImageScale with one side 0: keep the aspect ratio
+                _, sw, sh = step
+                w, h = ((max(1, round(w * sh / h)), sh) if sw == 0
+                        else (sw, max(1, round(h * sw / w))))
+            elif op == "image_by":  # ImageScaleBy: round(side * scale_by)
+                w, h = round(w * step[1]), round(h * step[1])
+            elif op == "total_pixels":  # ImageScaleToTotalPixels
+                _, mp, res = step
+                by = math.sqrt(mp * 1024 * 1024 / (w * h))
+                w, h = round(w * by / res) * res, round(h * by / res) * res
+            elif op == "latent_size":  # LatentUpscale with one side 0, in latent cells
+                _, nid, sw, sh = step
+                if factor != DEFAULT_LATENT_FACTOR:
+                    self._unknown(f"LatentUpscale node {nid} on a 1/{factor} latent")
+                    return None
+                if sw == 0:
+                    sh = max(64, sh)
+                    sw = max(64, round(w * sh / h))
+                else:
+                    sw = max(64, sw)
+                    sh = max(64, round(h * sw / w))
+                w, h = sw // 8, sh // 8
+            elif op == "latent_by":  # LatentUpscaleBy: round(cells * scale_by)
+                w, h = round(w * step[1]), round(h * step[1])
+            elif op == "rotate" and step[1].startswith(("90", "270")):
+                w, h = h, w
+        if w <= 0 or h <= 0:
+            self._unknown(f"computed size {w}x{h} is empty")
+            return None
+        return w, h
 
     def model(self, start: str) -> str | None:
         """The checkpoint/UNet name reached through ``model`` links (LoRA loaders in between)."""
@@ -502,6 +775,7 @@ def walk_graph(graph: dict) -> GenerationMetadata:
     if primary is not None:
         size = walker.size(primary.node_id, sampler_ids - {primary.node_id})
     size = size or walker.fallback_size()
+    output = walker.output_size(primary.node_id if primary is not None else None, sampler_ids)
     model = walker.model(primary.node_id) if primary is not None else walker.model("")
     return GenerationMetadata(
         source="comfyui",
@@ -510,6 +784,8 @@ def walk_graph(graph: dict) -> GenerationMetadata:
         seed=primary.seed if primary else None,
         width=size[0] if size else None,
         height=size[1] if size else None,
+        output_width=output[0] if output else None,
+        output_height=output[1] if output else None,
         steps=primary.steps if primary else None,
         cfg=primary.cfg if primary else None,
         sampler=primary.sampler if primary else None,

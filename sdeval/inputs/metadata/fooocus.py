@@ -41,6 +41,8 @@ def parse_fooocus_json(data: Any) -> GenerationMetadata:
         seed=as_int(d.get("seed")),
         width=width,
         height=height,
+        output_width=width,
+        output_height=height,
         steps=as_int(d.get("steps")),
         cfg=as_float(d.get("guidance_scale")),
         sampler=as_str(d.get("sampler")),

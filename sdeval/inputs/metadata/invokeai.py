@@ -60,6 +60,10 @@ def parse_invokeai_metadata(data: Any) -> GenerationMetadata:
         seed=as_int(data.get("seed")),
         width=as_int(data.get("width")),
         height=as_int(data.get("height")),
+        # with hires fix (hrf_enabled) InvokeAI's width/height are still the final size: the
+        # first pass is computed smaller (calculateHrfRes) and resized back to width x height
+        output_width=as_int(data.get("width")),
+        output_height=as_int(data.get("height")),
         steps=as_int(data.get("steps")),
         cfg=as_float(data.get("cfg_scale")),
         sampler=as_str(data.get("scheduler")),
@@ -96,6 +100,8 @@ def parse_sd_metadata(data: Any) -> GenerationMetadata:
         seed=as_int(image.get("seed")),
         width=as_int(image.get("width")),
         height=as_int(image.get("height")),
+        output_width=as_int(image.get("width")),
+        output_height=as_int(image.get("height")),
         steps=as_int(image.get("steps")),
         cfg=as_float(image.get("cfg_scale")),
         sampler=as_str(image.get("sampler")),
@@ -136,6 +142,8 @@ def parse_dream(command: str) -> GenerationMetadata:
         seed=as_int(values.get("seed")),
         width=as_int(values.get("width")),
         height=as_int(values.get("height")),
+        output_width=as_int(values.get("width")),
+        output_height=as_int(values.get("height")),
         steps=as_int(values.get("steps")),
         cfg=as_float(values.get("cfg")),
         sampler=values.get("sampler"),

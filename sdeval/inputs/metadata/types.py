@@ -35,8 +35,13 @@ class GenerationMetadata:
     prompt: str | None = None
     negative_prompt: str | None = None
     seed: int | None = None
+    #: the base (first-pass / latent) generation size: what a regeneration asks for.
     width: int | None = None
     height: int | None = None
+    #: the size the saved image should have (after hires fix, latent/image upscales), when the
+    #: record says enough to know it; None when it cannot be known (model upscalers, crops...).
+    output_width: int | None = None
+    output_height: int | None = None
     steps: int | None = None
     cfg: float | None = None
     sampler: str | None = None
@@ -51,13 +56,21 @@ class GenerationMetadata:
     warnings: tuple[str, ...] = ()
 
     def merged(self, override: "GenerationMetadata") -> "GenerationMetadata":
-        """Fields set in ``override`` win (manifest values override embedded metadata)."""
+        """Fields set in ``override`` win (manifest values override embedded metadata).
+
+        A manifest ``width``/``height`` states the size the image is expected to have, so it sets
+        the output size too (unless the override names an output size of its own).
+        """
         changes: dict[str, Any] = {}
-        for name in ("prompt", "negative_prompt", "seed", "width", "height", "steps", "cfg",
-                     "sampler", "scheduler", "model", "model_hash"):
+        for name in ("prompt", "negative_prompt", "seed", "width", "height", "output_width",
+                     "output_height", "steps", "cfg", "sampler", "scheduler", "model",
+                     "model_hash"):
             value = getattr(override, name)
             if value is not None:
                 changes[name] = value
+        for base, out in (("width", "output_width"), ("height", "output_height")):
+            if getattr(override, base) is not None and getattr(override, out) is None:
+                changes[out] = getattr(override, base)
         if changes and override.source != "none":
             changes["source"] = (
                 override.source if self.source == "none" else f"{self.source}+{override.source}")
