@@ -149,6 +149,9 @@ def _summary(command: str, rows: list[dict[str, Any]], batch: BatchVerdict, poli
         "metrics": {name: _describe([r.get(name) for r in rows]) for name in metric_names},
         "policy": policy.as_dict(),
         "protocol": protocol,
+        "features": {fid: {"cache_hits": hits, "computed": computed}
+                     for fid, (hits, computed) in stats.features.items()},
+        "cache_problems": list(stats.cache_problems),
         "timing": {"seconds": round(seconds, 3), "pipeline_seconds": round(stats.seconds, 3),
                    "images_per_second": round(len(rows) / seconds, 2) if seconds > 0 else None},
     }
@@ -176,3 +179,22 @@ def _describe(values: list[Any]) -> dict[str, Any]:
     n = len(vals)
     return {"n": n, "missing": len(values) - n, "mean": sum(vals) / n, "min": vals[0],
             "median": vals[n // 2] if n % 2 else (vals[n // 2 - 1] + vals[n // 2]) / 2, "max": vals[-1]}
+
+
+def with_rows(result: GateResult, rows: list[dict[str, Any]], *, batch: BatchVerdict | None = None,
+              extra_columns: Sequence[str] = (), summary_updates: dict[str, Any] | None = None) -> GateResult:
+    """``result`` with new rows (after regeneration or quarantine): the batch verdict and the
+    row-derived parts of the summary (counts, reasons, worst images, metric stats) recomputed."""
+    batch = batch or judge_batch((r["verdict"] for r in rows), result.policy)
+    columns = result.columns + tuple(c for c in extra_columns if c not in result.columns)
+    rule_counts: Counter[str] = Counter(_reason_key(reason) for r in rows for reason in r["reasons"])
+    worst = sorted((r for r in rows if r["verdict"] != "pass"),
+                   key=lambda r: (-_SEVERITY[r["verdict"]], -len(r["reasons"]), r["path"]))[:10]
+    summary = {**result.summary,
+               "passed": batch.passed, "verdict": batch.as_dict(),
+               "counts": {v: batch.counts.get(v, 0) for v in VERDICTS}, "images": len(rows),
+               "top_reasons": [{"reason": k, "count": n} for k, n in rule_counts.most_common(10)],
+               "worst": [{"path": r["path"], "verdict": r["verdict"], "reasons": r["reasons"]} for r in worst],
+               "metrics": {name: _describe([r.get(name) for r in rows]) for name in result.summary.get("metrics", {})},
+               **(summary_updates or {})}
+    return replace(result, rows=rows, batch=batch, summary=summary, columns=columns)

@@ -98,3 +98,38 @@ def print_gate_summary(result: Any, err: bool) -> None:
     console.print(f"gate {status} (pass rate {v['pass_rate']:.1%}){why}")
     if s.get("out_dir"):
         console.print(f"results: {s['out_dir']}/results.jsonl, results.csv, summary.json")
+
+
+class FetchProgressBar:
+    """Download progress for ``sdeval models fetch`` (rich bar on a TTY, a line per event otherwise)."""
+
+    def __init__(self) -> None:
+        self._bar: Any = None
+        self._tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> "FetchProgressBar":
+        if sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import BarColumn, DownloadColumn, Progress as RichProgress, TextColumn, \
+                TransferSpeedColumn
+
+            self._bar = RichProgress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                                     TransferSpeedColumn(), console=Console(stderr=True))
+            self._bar.__enter__()
+        return self
+
+    def __call__(self, event: Any) -> None:
+        if self._bar is None:
+            if event.stage != "download":
+                msg = f" {event.message}" if event.message else ""
+                print(f"{event.model_id}: {event.stage}{msg}", file=sys.stderr, flush=True)
+            return
+        task = self._tasks.get(event.model_id)
+        if task is None:
+            task = self._tasks[event.model_id] = self._bar.add_task(event.model_id, total=event.bytes_total)
+        self._bar.update(task, completed=event.bytes_done, total=event.bytes_total,
+                         description=f"{event.model_id} {event.stage}")
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(*exc)

@@ -29,6 +29,20 @@ def png_bytes(im: Image.Image, **kw) -> bytes:
     return buf.getvalue()
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory):
+    """No test reads or writes the user's real model/feature cache."""
+    import os
+
+    old = os.environ.get("SDEVAL_CACHE_DIR")
+    os.environ["SDEVAL_CACHE_DIR"] = str(tmp_path_factory.mktemp("sdeval-cache"))
+    yield
+    if old is None:
+        os.environ.pop("SDEVAL_CACHE_DIR", None)
+    else:
+        os.environ["SDEVAL_CACHE_DIR"] = old
+
+
 @pytest.fixture
 def photo_dir(tmp_path: Path) -> Path:
     """Three clean 512x512 photos, one black frame, one 500x500 photo, one non-image."""

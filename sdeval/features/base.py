@@ -33,6 +33,22 @@ class FeatureExtractor(ABC):
         """Batched work on prepared items; returns one feature per item, in order."""
         return list(prepared)
 
+    #: False for features computed from the record alone (a prompt's text embedding): the
+    #: pipeline then calls ``prepare(None, record)`` and never decodes pixels for them
+    needs_image: ClassVar[bool] = True
+
+    def cache_key(self) -> str | None:
+        """Feature-cache key: id, version and a digest of the protocol (models, preprocessing).
+
+        ``None`` means "never cache" (random weights, say). Anything that changes the numbers
+        must change the protocol, so stale features can only miss.
+        """
+        import hashlib
+        import json
+
+        digest = hashlib.sha256(json.dumps(self.protocol(), sort_keys=True, default=str).encode()).hexdigest()
+        return f"{self.id}/v{self.version}/{digest[:16]}"
+
     def check_available(self) -> None:
         """Raise :class:`sdeval.errors.MetricUnavailableError` (or ModelMissingError) if it can't run."""
 

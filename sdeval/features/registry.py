@@ -12,6 +12,10 @@ from sdeval.features.base import FeatureExtractor
 _BUILTIN: dict[str, str] = {
     "pixel_stats": "sdeval.features.pixel_stats:PixelStats",
     "open_nsfw": "sdeval.features.open_nsfw:OpenNsfw",
+    "clip_image": "sdeval.features.clip:ClipImage",
+    "clip_text": "sdeval.features.clip:ClipText",
+    "artifact_signals": "sdeval.features.artifacts:ArtifactSignals",
+    "face_signals": "sdeval.features.faces:FaceSignals",
 }
 _REGISTERED: dict[str, Callable[[Mapping[str, Any]], FeatureExtractor]] = {}
 

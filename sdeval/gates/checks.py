@@ -51,11 +51,72 @@ CHECKS: dict[str, Check] = {
         "open_nsfw probability (Yahoo, ONNX, offline); < 0.2 safe, > 0.8 unsafe",
         (_rule("nsfw", ">", 0.5, "block", "likely NSFW", "nsfw"),),
     ),
+    # -- artifacts: thresholds calibrated on the calibration half of benchmarks/artifacts
+    # (python benchmarks/artifacts/run.py --calibrate); accuracy on the held-out half in
+    # benchmarks/artifacts/RESULTS.md; what each number means in docs/checks.md.
+    "blur": Check(
+        "blur",
+        "soft or motion-blurred images: edge width at 512 px, overall and along one direction",
+        (
+            _rule("blur", ">", 1.05, "reseed", "blurry", "blur"),
+            _rule("motion_blur", ">", 0.27, "reseed", "motion blur", "blur"),
+        ),
+    ),
+    "low_contrast": Check(
+        "low_contrast",
+        "washed-out images (e.g. a missing or wrong VAE): narrow 1st-99th percentile luma range",
+        (_rule("contrast", "<", 0.36, "reseed", "low contrast / washed out", "low_contrast"),),
+    ),
+    "exposure": Check(
+        "exposure",
+        "under- and overexposure: nothing near white (underexposed) or many blown highlights",
+        (
+            _rule("white_point", "<", 0.57, "reseed", "underexposed (no highlights)", "exposure"),
+            _rule("clipped_highlights", ">", 0.075, "reseed", "blown highlights", "exposure"),
+        ),
+    ),
+    "oversaturation": Check(
+        "oversaturation",
+        "burned colours of a too-high CFG: strongly chromatic pixels clipped at 0 or 255",
+        (_rule("clipped_colour", ">", 0.08, "reseed", "oversaturated / burned", "oversaturation"),),
+    ),
+    "noise": Check(
+        "noise",
+        "residual colour noise of too few sampling steps (wavelet sigma at 512 px)",
+        (_rule("noise", ">", 3.4, "reseed", "noisy", "noise"),),
+    ),
+    "latent_grid": Check(
+        "latent_grid",
+        "the 8-px latent grid of a bad VAE decode and straight VAE tiling seams (not measured "
+        "for JPEG/WebP files, whose blocks form the same lattice)",
+        (
+            _rule("latent_grid", ">", 19.0, "reseed", "8-px latent grid", "latent_grid",
+                  on_missing="ignore"),
+            _rule("seam", ">", 0.49, "reseed", "tiling seam", "latent_grid", on_missing="ignore"),
+        ),
+    ),
+    "duplication": Check(
+        "duplication",
+        "tiled or repeated content (self-similarity at a large shift), as above the native size",
+        (_rule("duplication", ">", 0.72, "reseed", "repeated / tiled content", "duplication"),),
+    ),
+    "face": Check(
+        "face",
+        "a found face that is blurred (OpenCV Haar cascade; Laplacian variance of the face box at "
+        "128 px); images without a face pass (the portrait preset adds face count and size)",
+        (
+            _rule("face_sharpness", "<", 25.0, "restore_face", "blurred face", "face",
+                  on_missing="ignore"),
+        ),
+        extra="faces",
+    ),
 }
 
 #: family name -> member checks
 FAMILIES: dict[str, tuple[str, ...]] = {
     "offline": ("blank", "resolution", "nsfw"),
+    "artifacts": ("blank", "blur", "low_contrast", "exposure", "oversaturation", "noise",
+                  "latent_grid", "duplication"),
 }
 
 

@@ -31,7 +31,7 @@ from sdeval.gates import checks as checks_mod
 from sdeval.gates.rules import ACTIONS, COMPARATORS, ON_MISSING, Rule, parse_rule
 from sdeval.metrics import registry
 
-TOP_KEYS = ("checks", "rules", "min_pass_rate", "allow_errors", "resolution", "check", "options")
+TOP_KEYS = ("checks", "rules", "min_pass_rate", "allow_errors", "resolution", "check", "options", "regenerate")
 RULE_KEYS = ("metric", "op", "threshold", "action", "on_missing")
 _SHORTHAND = re.compile(r"^(min|max)_(\w+)$")
 
@@ -45,6 +45,8 @@ class Policy:
     #: run options for metrics (``resolution`` and model options)
     options: Mapping[str, Any] = field(default_factory=dict)
     sources: tuple[str, ...] = ()
+    #: the ``[regenerate]`` table: reprompt strategy, face restoration (sdeval.gates.mutations)
+    regenerate: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def metrics(self) -> list[str]:
@@ -54,7 +56,8 @@ class Policy:
     def as_dict(self) -> dict[str, Any]:
         return {"rules": [r.as_dict() for r in self.rules], "min_pass_rate": self.min_pass_rate,
                 "allow_errors": self.allow_errors, "checks": list(self.checks),
-                "options": dict(self.options), "sources": list(self.sources)}
+                "options": dict(self.options), "sources": list(self.sources),
+                **({"regenerate": dict(self.regenerate)} if self.regenerate else {})}
 
 
 def build_policy(base: TomlSource, cli: Mapping[str, Any] | None = None) -> Policy:
@@ -76,6 +79,7 @@ class _Parsed:
     rules: list[Rule] = field(default_factory=list)
     scalars: dict[str, Any] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
+    regenerate: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def parse(cls, src: TomlSource) -> "_Parsed":
@@ -102,6 +106,13 @@ class _Parsed:
                 except UsageError as exc:
                     raise src.error(str(exc), key) from exc
                 p.options["resolution"] = value
+            elif key == "regenerate":
+                from pathlib import Path
+
+                from sdeval.gates.mutations import validate_regenerate_table
+
+                base = Path(src.name).parent if Path(src.name).is_file() else None
+                p.regenerate = validate_regenerate_table(value, lambda msg, k: src.error(msg, k), base)
             elif key == "options":
                 if not isinstance(value, dict):
                     raise src.error("'options' must be a table", key)
@@ -232,6 +243,7 @@ class _Parsed:
         out.rules = self.rules + over.rules
         out.scalars = {**self.scalars, **over.scalars}
         out.options = {**self.options, **over.options}
+        out.regenerate = {**self.regenerate, **over.regenerate}
         return out
 
     def to_policy(self, sources: tuple[str, ...]) -> Policy:
@@ -249,7 +261,7 @@ class _Parsed:
         rules.extend(self.rules)
         return Policy(rules=tuple(rules), min_pass_rate=self.scalars.get("min_pass_rate", 1.0),
                       allow_errors=self.scalars.get("allow_errors", False), checks=tuple(self.checks),
-                      options=dict(self.options), sources=sources)
+                      options=dict(self.options), sources=sources, regenerate=dict(self.regenerate))
 
 
 def _unknown_key_message(key: str) -> str:

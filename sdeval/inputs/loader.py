@@ -21,8 +21,9 @@ from sdeval.inputs.decode import DecodeOptions, open_image, to_rgb
 from sdeval.inputs.metadata.types import GenerationMetadata
 from sdeval.inputs.record import ImageRecord, InputItem
 
-#: decides, once the record (with its sha256) is known, which extractors still need pixels
-NeedsFn = Callable[[ImageRecord], Sequence[FeatureExtractor]]
+#: decides, once the record (with its sha256) is known, which extractors still need this image,
+#: and returns the features already known (from the feature cache) by extractor id
+NeedsFn = Callable[[ImageRecord], tuple[Sequence[FeatureExtractor], dict[str, Any]]]
 
 _ORIENTATION_TAG = 0x0112
 
@@ -32,6 +33,8 @@ class LoadedItem:
     record: ImageRecord
     #: extractor id -> prepared value (only for extractors that needed this image)
     prepared: dict[str, Any] = field(default_factory=dict)
+    #: extractor id -> finished feature found in the cache
+    cached: dict[str, Any] = field(default_factory=dict)
 
 
 def default_workers() -> int:
@@ -53,21 +56,21 @@ def load_one(item: InputItem, extractors_for: NeedsFn, options: DecodeOptions) -
     except DecodeError as exc:
         return LoadedItem(replace(record, error=str(exc)))
     record = _with_header(record, item, im)
-    needed = extractors_for(record)
-    if not needed:
-        return LoadedItem(record)
-    try:
-        rgb = to_rgb(im)
-    except DecodeError as exc:
-        return LoadedItem(replace(record, error=str(exc)))
-    record = replace(record, height=int(rgb.shape[0]), width=int(rgb.shape[1]))
+    needed, cached = extractors_for(record)
+    rgb = None
+    if any(ex.needs_image for ex in needed):
+        try:
+            rgb = to_rgb(im)
+        except DecodeError as exc:
+            return LoadedItem(replace(record, error=str(exc)))
+        record = replace(record, height=int(rgb.shape[0]), width=int(rgb.shape[1]))
     prepared: dict[str, Any] = {}
     for ex in needed:
         try:
-            prepared[ex.id] = ex.prepare(rgb, record)
+            prepared[ex.id] = ex.prepare(rgb if ex.needs_image else None, record)
         except Exception as exc:  # one image's preprocessing failure is that image's error row
             return LoadedItem(replace(record, error=f"{ex.id} preprocessing failed: {type(exc).__name__}: {exc}"))
-    return LoadedItem(record, prepared)
+    return LoadedItem(record, prepared, cached)
 
 
 def _with_header(record: ImageRecord, item: InputItem, im: Any) -> ImageRecord:

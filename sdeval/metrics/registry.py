@@ -23,14 +23,30 @@ _BUILTIN: dict[str, str] = {
     "size_error": "sdeval.metrics.resolution:SizeError",
     "size_mod8": "sdeval.metrics.resolution:SizeMod8",
     "nsfw": "sdeval.metrics.nsfw:Nsfw",
+    "clip_score": "sdeval.metrics.clip_score:ClipScore",
+    "aesthetic": "sdeval.metrics.aesthetic:Aesthetic",
+    "laplacian_var": "sdeval.metrics.artifacts:LaplacianVariance",
+    "blur": "sdeval.metrics.artifacts:Blur",
+    "motion_blur": "sdeval.metrics.artifacts:MotionBlur",
+    "contrast": "sdeval.metrics.artifacts:Contrast",
+    "brightness": "sdeval.metrics.artifacts:Brightness",
+    "white_point": "sdeval.metrics.artifacts:WhitePoint",
+    "clipped_highlights": "sdeval.metrics.artifacts:ClippedHighlights",
+    "colourfulness": "sdeval.metrics.artifacts:Colourfulness",
+    "saturation": "sdeval.metrics.artifacts:Saturation",
+    "clipped_colour": "sdeval.metrics.artifacts:ClippedColour",
+    "noise": "sdeval.metrics.artifacts:Noise",
+    "latent_grid": "sdeval.metrics.artifacts:LatentGrid",
+    "seam": "sdeval.metrics.artifacts:Seam",
+    "duplication": "sdeval.metrics.artifacts:Duplication",
+    "face_count": "sdeval.metrics.faces:FaceCount",
+    "face_size": "sdeval.metrics.faces:FaceSize",
+    "face_sharpness": "sdeval.metrics.faces:FaceSharpness",
+    "face_confidence": "sdeval.metrics.faces:FaceConfidence",
 }
 
 #: metrics sdeval knows by name but does not provide in this build: name -> (why, remedy)
 _PLANNED: dict[str, tuple[str, str]] = {
-    "clip_score": ("CLIP score needs the CLIP backbone, which this version of sdeval does not include yet",
-                   "remove the rule (--min-clip) or install a plugin that registers 'clip_score'"),
-    "aesthetic": ("the LAION aesthetic predictor needs the CLIP backbone, which this version does not include yet",
-                  "remove the rule (--min-aesthetic) or install a plugin that registers 'aesthetic'"),
 }
 _PLANNED_ALIASES = {"clip": "clip_score"}
 
