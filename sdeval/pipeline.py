@@ -20,6 +20,9 @@ from sdeval.metrics.base import FeatureBatch, Metric, Missing
 
 #: progress(done, total) — called from the consumer thread
 ProgressFn = Callable[[int, int], None]
+#: sink(feature_id, records, features) — every batch's features (cached or computed), for set-level
+#: metrics that reduce them (FID statistics, KID/CMMD feature banks) without a second pass
+FeatureSink = Callable[[str, Sequence[ImageRecord], Sequence[Any]], None]
 
 SCHEMA_VERSION = 1
 
@@ -123,9 +126,19 @@ def extractors_of(metrics: Sequence[Metric]) -> list[FeatureExtractor]:
 
 
 def iter_rows(items: Sequence[InputItem], metrics: Sequence[Metric], options: RunOptions = RunOptions(),
-              progress: ProgressFn | None = None, stats: RunStats | None = None) -> Iterator[dict[str, Any]]:
-    """One row dict per input, in input order."""
+              progress: ProgressFn | None = None, stats: RunStats | None = None,
+              extra_extractors: Sequence[FeatureExtractor] = (),
+              feature_sink: FeatureSink | None = None) -> Iterator[dict[str, Any]]:
+    """One row dict per input, in input order.
+
+    ``extra_extractors`` run beside the metrics' own (set-level metrics' features); every batch's
+    features go to ``feature_sink`` when given.
+    """
     extractors = extractors_of(metrics)
+    for ex in extra_extractors:
+        if all(ex.id != e.id for e in extractors):
+            ex.check_available()
+            extractors.append(ex)
     stats = stats if stats is not None else RunStats()
     started = time.perf_counter()
     first_seen: dict[str, str] = {}
@@ -136,7 +149,7 @@ def iter_rows(items: Sequence[InputItem], metrics: Sequence[Metric], options: Ru
         loaded = iter_loaded(items, plan.lookup, options=options.decode, workers=options.workers,
                              ahead=max(2 * options.batch_size, 4 * options.workers))
         for batch in _batched(loaded, options.batch_size):
-            for row in _evaluate_batch(batch, metrics, extractors, plan, stats):
+            for row in _evaluate_batch(batch, metrics, extractors, plan, stats, feature_sink):
                 sha = row.get("sha256")
                 if sha:
                     if sha in first_seen:
@@ -167,12 +180,15 @@ def _batched(it: Iterable[LoadedItem], n: int) -> Iterator[list[LoadedItem]]:
 
 
 def _evaluate_batch(batch: list[LoadedItem], metrics: Sequence[Metric], extractors: Sequence[FeatureExtractor],
-                    plan: _CachePlan, stats: RunStats) -> list[dict[str, Any]]:
+                    plan: _CachePlan, stats: RunStats, sink: FeatureSink | None = None) -> list[dict[str, Any]]:
     good = [x for x in batch if x.record.error is None]
     values: dict[str, list[Any]] = {}
     row_warnings: list[list[str]] = [[] for _ in good]
     if good:
         features = {ex.id: _features(ex, good, plan, stats) for ex in extractors}
+        if sink is not None:
+            for fid, feats in features.items():
+                sink(fid, [x.record for x in good], feats)
         fb = FeatureBatch(records=[x.record for x in good], features=features)
         for m in metrics:
             values[m.name] = list(m.compute(fb))
