@@ -190,6 +190,10 @@ def gate(paths: tuple[str, ...], policy: str | None, min_clip: float | None, min
     with Progress("evaluating") as progress:
         result = api.gate(list(paths), pol, options=opts, out_dir=None if dry_run else out, progress=progress)
     if settings is not None:
+        if dry_run and out.is_dir():  # plan from where an earlier run of this command stopped
+            from dataclasses import replace
+
+            result = replace(result, out_dir=out)
         result = _act_on_verdicts(result, settings, opts, as_json)
         if dry_run:
             print_gate_summary(result, err=True)

@@ -137,13 +137,13 @@ _HAAR_HH = np.array([[1.0, -1.0], [-1.0, 1.0]], np.float32)
 def chroma_noise(rgb: np.ndarray, vmax: np.ndarray, vmin: np.ndarray) -> float:
     """Noise sigma (8-bit levels) in the two opponent-colour channels, from their flattest blocks.
 
-    Donoho's estimator: the finest diagonal Haar detail (HH) of a natural image is mostly noise
-    (the estimator of ``skimage.restoration.estimate_sigma``; the orthonormal Haar step is a 2x2
-    filter, so it is written out). Texture lands in HH too, so sigma is taken per 16-px block and
-    a low percentile kept, skipping blocks clipped near black or white. The opponent channels
-    are used because an undersampled diffusion image's residual noise is colourful while
-    photographic texture is mostly in luma: grey textures (grass, gravel) read as noiseless.
-    Luma-only grain is not what this measures.
+    Wavelet noise estimation (Donoho; ``skimage.restoration.estimate_sigma``): the finest
+    diagonal Haar detail (HH, a 2x2 filter) of a natural image is mostly noise. Texture lands in
+    HH too, so instead of one median over the image, the RMS of HH is taken per 16-px block and
+    a low percentile of the blocks kept (noise is everywhere, texture is not), skipping blocks
+    clipped near black or white. The opponent channels are used because an undersampled
+    diffusion image's residual noise is colourful while photographic texture is mostly in luma:
+    grey textures (grass, gravel) read as noiseless. Luma-only grain is not what this measures.
     """
     cv2 = _cv2()
     h, w = rgb.shape[:2]

@@ -12,9 +12,8 @@ is not thread-safe: each thread loads its own, once.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar, Mapping, TypedDict
 
 import numpy as np
 
@@ -35,8 +34,7 @@ MIN_NEIGHBORS = 5
 FACE_PATCH = 128
 
 
-@dataclass(frozen=True)
-class Face:
+class Face(TypedDict):
     """One detection, in original-image pixels."""
 
     x: int
@@ -49,17 +47,21 @@ class Face:
     sharpness: float
 
 
-@dataclass(frozen=True)
-class FaceInfo:
-    """Every face of one image, largest first, and the image size they refer to."""
+class FaceInfo(TypedDict):
+    """Every face of one image, largest first, and the image size they refer to.
 
-    faces: tuple[Face, ...]
+    Plain JSON (not a class) so the feature cache can store it.
+    """
+
     width: int
     height: int
+    faces: list[Face]
 
-    @property
-    def largest(self) -> Face | None:
-        return self.faces[0] if self.faces else None
+
+def largest(info: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The largest face of a :class:`FaceInfo`, or None."""
+    faces = info.get("faces") or []
+    return faces[0] if faces else None
 
 
 def _import_cv2(metric: str = "face_count") -> Any:
@@ -143,7 +145,7 @@ def detect_faces(image: np.ndarray, classifier: Any) -> FaceInfo:
     boxes, _levels, weights = classifier.detectMultiScale3(
         grey, scaleFactor=SCALE_FACTOR, minNeighbors=MIN_NEIGHBORS, minSize=(side, side),
         outputRejectLevels=True)
-    faces = []
+    faces: list[Face] = []
     for (x, y, bw, bh), weight in zip(np.asarray(boxes).reshape(-1, 4), np.asarray(weights).ravel()):
         x0, y0 = int(round(x / scale)), int(round(y / scale))
         x1, y1 = min(w, int(round((x + bw) / scale))), min(h, int(round((y + bh) / scale)))
@@ -152,6 +154,6 @@ def detect_faces(image: np.ndarray, classifier: Any) -> FaceInfo:
         if patch.size:
             patch = cv2.resize(patch, (FACE_PATCH, FACE_PATCH), interpolation=cv2.INTER_AREA)
             sharp = float(cv2.Laplacian(patch, cv2.CV_32F).var())
-        faces.append(Face(x0, y0, x1 - x0, y1 - y0, float(weight), sharp))
-    faces.sort(key=lambda f: f.w * f.h, reverse=True)
-    return FaceInfo(tuple(faces), w, h)
+        faces.append(Face(x=x0, y=y0, w=x1 - x0, h=y1 - y0, confidence=float(weight), sharpness=sharp))
+    faces.sort(key=lambda f: f["w"] * f["h"], reverse=True)
+    return FaceInfo(width=w, height=h, faces=faces)

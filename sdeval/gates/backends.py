@@ -27,7 +27,8 @@ from typing import Any, Protocol
 
 import httpx
 
-from sdeval.gates.comfyui import ComfyUIClient, ComfyUITimeoutError, ComfyUIValidationError
+from sdeval.errors import SdevalError
+from sdeval.gates.comfyui import ComfyUIClient, ComfyUIHTTPError, ComfyUITimeoutError, ComfyUIValidationError
 from sdeval.gates.mutations import (FaceRestore, GraphError, GraphPlan, RepromptStrategy, insert_face_nodes)
 
 
@@ -69,6 +70,10 @@ class RejectedError(Exception):
     """The server refused the payload itself (validation): another seed will not help."""
 
 
+class A1111ConnectionError(SdevalError):
+    """AUTOMATIC1111 cannot be reached: the run stops (every attempt would fail the same way)."""
+
+
 class Recipe(Protocol):
     source: str
     seed: int | None
@@ -76,6 +81,9 @@ class Recipe(Protocol):
 
     def face_problem(self) -> str | None:
         """Why a face cannot be restored with this recipe (None: it can)."""
+
+    def reprompt_problem(self) -> str | None:
+        """Why the prompt cannot be reworded with this recipe (None: it can)."""
 
     def build(self, spec: AttemptSpec) -> Submission:
         """The payload for one attempt."""
@@ -132,6 +140,12 @@ class ComfyRecipe:
             return ("restore_face asked for, but the policy configures no face-restoration step: set "
                     "[regenerate] restore_face_workflow (an API-format workflow) or restore_face_nodes")
         return self.face_error
+
+    def reprompt_problem(self) -> str | None:
+        if not self.plan.prompts:
+            return ("reprompt asked for, but the graph's positive prompt is not a literal text input "
+                    "(it is built by other nodes); pass --workflow FILE with a plain prompt input")
+        return None
 
     def build(self, spec: AttemptSpec) -> Submission:
         level = spec.reprompt_level
@@ -205,9 +219,13 @@ class ComfyUIBackend:
                                seconds=result.seconds)
             # a cache hit can only be this very graph run before (seeds are never reused): an
             # interrupted run redoing its attempt. The old files are that graph's images.
-            files = self.client.fetch_outputs(result, types=("output",))
-            if not files:
-                files = self.client.fetch_outputs(result, types=("temp",))
+            try:
+                files = self.client.fetch_outputs(result, types=("output",))
+                if not files:
+                    files = self.client.fetch_outputs(result, types=("temp",))
+            except ComfyUIHTTPError as exc:  # e.g. a cached result whose file was deleted on the server
+                return Outcome(ticket=pid, ok=False, seconds=result.seconds, cache_hit=result.cache_hit,
+                               error=f"cannot fetch the result: {exc}")
             if not files:
                 return Outcome(ticket=pid, ok=False, seconds=result.seconds, cache_hit=result.cache_hit,
                                error="the graph ran but saved no image (no SaveImage / PreviewImage output)")
@@ -249,6 +267,9 @@ class A1111Recipe:
 
     def face_problem(self) -> str | None:
         return None  # A1111's own restore_faces (GFPGAN / CodeFormer, as set in its settings)
+
+    def reprompt_problem(self) -> str | None:
+        return None
 
     def build(self, spec: AttemptSpec) -> Submission:
         body = dict(self.body)
@@ -325,11 +346,21 @@ class A1111Backend:
         self._pool = cf.ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="sdeval-a1111")
         self._futures: dict[str, cf.Future[Outcome]] = {}
 
+    def _unreachable(self, exc: Exception) -> A1111ConnectionError:
+        return A1111ConnectionError(f"cannot reach AUTOMATIC1111 at {self.url}: {exc}. Is the web UI running "
+                                    "with --api there? Pass its URL with --a1111-url.")
+
     def describe(self) -> dict[str, Any]:
+        """Also checks the server is there, so a wrong URL fails before any attempt is spent."""
         version = None
-        with contextlib.suppress(httpx.HTTPError, ValueError, AttributeError):
+        try:
             resp = self._http.get(self.url + "/internal/sysinfo", timeout=10)
-            if resp.status_code == 200:
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise self._unreachable(exc) from exc
+        except httpx.HTTPError:
+            resp = None
+        if resp is not None and resp.status_code == 200:
+            with contextlib.suppress(ValueError, AttributeError):
                 version = resp.json().get("Version")
         return {"backend": self.name, "url": self.url, "server_version": version}
 
@@ -346,6 +377,8 @@ class A1111Backend:
 
         try:
             resp = self._http.post(self.url + "/sdapi/v1/txt2img", json=body)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise self._unreachable(exc) from exc
         except httpx.HTTPError as exc:
             return failed(f"AUTOMATIC1111 at {self.url}: POST /sdapi/v1/txt2img failed: {type(exc).__name__}: {exc}")
         if resp.status_code == 404:
@@ -386,7 +419,12 @@ class A1111Backend:
         del self._futures[ticket]
         if fut.cancelled():
             return Outcome(ticket=ticket, ok=False, error="cancelled")
-        return fut.result()
+        try:
+            return fut.result()
+        except A1111ConnectionError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a malformed answer costs this attempt, not the run
+            return Outcome(ticket=ticket, ok=False, error=f"{type(exc).__name__}: {exc}")
 
     def cancel(self, ticket: str) -> None:
         fut = self._futures.get(ticket)

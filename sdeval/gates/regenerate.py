@@ -360,6 +360,9 @@ class _Loop:
                 lin.base_seed, lin.used, self.bits, lin.salt)
             face = True
         elif action == "reprompt":
+            problem = lin.recipe.reprompt_problem()
+            if problem:
+                return problem
             level += 1
             seed = next_seed(lin.base_seed, lin.used, self.bits, lin.salt)
         else:
@@ -519,7 +522,6 @@ class _Loop:
         total, done = len(pending_list), 0
         pending = deque(pending_list)
         in_flight: dict[str, tuple[_Lineage, AttemptSpec, Submission, float]] = {}
-        backend = self._open_backend()
         timeout = self.settings.generation_timeout
 
         def finished(lin: _Lineage) -> None:
@@ -540,6 +542,7 @@ class _Loop:
                 finished(lin)
 
         try:
+            backend = self._open_backend()
             while pending or in_flight:
                 while pending and len(in_flight) < self.settings.concurrency:
                     lin = pending.popleft()
@@ -583,12 +586,11 @@ class _Loop:
                 lin, spec, sub, _ = in_flight.pop(outcome.ticket)
                 record(lin, self._finish_attempt(lin, spec, sub, outcome, outcome.ticket))
         except BaseException:
-            for lin, *_ in in_flight.values():
-                lin.status = "pending"  # marked interrupted by the caller
-            try:
-                backend.cancel_all()
-            except Exception:  # noqa: BLE001 - the server may be the reason we are here
-                pass
+            if in_flight and self.backend is not None:
+                try:
+                    self.backend.cancel_all()  # their lineages stay pending: the caller marks them
+                except Exception:  # noqa: BLE001 - the server may be the reason we are here
+                    pass
             raise
         finally:
             if self.own_backend and self.backend is not None:

@@ -8,12 +8,10 @@ OpenCV < 5 the extractor's ``check_available`` raises :class:`MetricUnavailableE
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
+from sdeval.features.faces import FaceInfo, largest
 from sdeval.metrics.base import FeatureBatch, ImageMetric, Missing, Score
-
-if TYPE_CHECKING:
-    from sdeval.features.faces import FaceInfo
 
 FEATURE = "face_signals"
 
@@ -42,7 +40,7 @@ class FaceCount(_FaceMetric):
         "(background faces are not counted)")
 
     def value(self, info: FaceInfo) -> Score:
-        return float(len(info.faces))
+        return float(len(info.get("faces") or []))
 
 
 class FaceSize(_FaceMetric):
@@ -55,10 +53,10 @@ class FaceSize(_FaceMetric):
         "spans brows to mouth, so a head-and-shoulders portrait scores ~0.03-0.15")
 
     def value(self, info: FaceInfo) -> Score:
-        face = info.largest
+        face = largest(info)
         if face is None:
             return 0.0
-        return float(face.w * face.h) / float(max(1, info.width * info.height))
+        return float(face["w"] * face["h"]) / float(max(1, info["width"] * info["height"]))
 
 
 class FaceSharpness(_FaceMetric):
@@ -71,8 +69,8 @@ class FaceSharpness(_FaceMetric):
         "and small faces compare")
 
     def value(self, info: FaceInfo) -> Score:
-        face = info.largest
-        return Missing("no face found") if face is None else float(face.sharpness)
+        face = largest(info)
+        return Missing("no face found") if face is None else float(face["sharpness"])
 
 
 class FaceConfidence(_FaceMetric):
@@ -85,5 +83,5 @@ class FaceConfidence(_FaceMetric):
         "weight): a confidence proxy, not a probability; clear frontal faces score ~4-8")
 
     def value(self, info: FaceInfo) -> Score:
-        face = info.largest
-        return Missing("no face found") if face is None else float(face.confidence)
+        face = largest(info)
+        return Missing("no face found") if face is None else float(face["confidence"])

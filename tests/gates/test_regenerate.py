@@ -14,7 +14,7 @@ import json
 import socket
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -177,6 +177,25 @@ def test_reseed_until_pass_with_lineage_in_results(tmp_path: Path, inputs: Path)
     assert events[0]["event"] == "run" and sum(e["event"] == "attempt" for e in events) == 4
     csv_header = (out / "results.csv").read_text().splitlines()[0]
     assert "regenerated_from" in csv_header and "regeneration" in csv_header
+
+
+def test_images_sharing_a_graph_get_distinct_seeds_and_no_cache_hits(tmp_path: Path, inputs: Path):
+    """Two images of one batch carry the same graph and seed: their lineages must not ask for the
+    same seeds (ComfyUI would answer the second from its cache, with no new image)."""
+    graph = sd_graph(4, "a batch")
+    comfy_image(inputs / "a.png", graph)
+    comfy_image(inputs / "b.png", graph, png(np.full((64, 64, 3), 3)))
+    out = tmp_path / "res"
+    with FakeComfyUI(generator=lambda g: black()) as fake:
+        r = gate(str(inputs), "--policy", policy_file(tmp_path), "--out", str(out), "--regenerate", "comfyui",
+                 "--comfy-url", fake.url, "--max-attempts", "3")
+        seeds = submitted_seeds(fake)
+        cached = [m for h in fake.history.values() for kind, m in h["status"]["messages"]
+                  if kind == "execution_cached" and "3" in m["nodes"]]
+    assert r.exit_code == 1 and len(seeds) == 6 and len(set(seeds)) == 6 and 4 not in seeds
+    assert cached == []  # the sampler ran every time
+    attempts = [a for row in rows_of(out).values() for a in row["regeneration"]["attempts"]]
+    assert len(attempts) == 6 and not any(a["cache_hit"] for a in attempts)
 
 
 def test_unresolved_after_max_attempts_exits_1(tmp_path: Path, inputs: Path):
@@ -552,3 +571,17 @@ def test_a1111_backend(tmp_path: Path, inputs: Path):
     assert row["verdict"] == "pass" and row["seed"] == seeds[-1]  # the infotext travels with the file
     summary = json.loads((out / "summary.json").read_text())
     assert summary["regeneration"]["server_version"] == "v1.10.1"
+
+
+def test_a1111_down_is_a_clear_error(tmp_path: Path, inputs: Path):
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", "a lighthouse\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1, Size: 64x64")
+    Image.new("RGB", (64, 64)).save(inputs / "a.png", pnginfo=info)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    r = CliRunner().invoke(main, ["gate", str(inputs), "--policy", policy_file(tmp_path), "--out",
+                                  str(tmp_path / "res"), "--regenerate", "a1111", "--a1111-url",
+                                  f"http://127.0.0.1:{port}"])
+    assert r.exit_code == 2 and "cannot reach AUTOMATIC1111" in r.output
+    assert rows_of(tmp_path / "res")["a.png"]["regeneration"]["status"] == "aborted"
