@@ -9,7 +9,7 @@ decoded with Pillow; checks are evaluated with the rules of ``sdeval.gates.check
 shipped. Per check it prints precision, recall per severity and per size, the false-positive
 rate on clean images per size, and the confusion between defects and checks; then the
 throughput of the extractor on 1024 px PNGs next to their decode time. Metric values are cached
-in the data folder (``metrics.csv``) so re-scoring after a threshold change is instant.
+in the data folder (``metrics-v<extractor version>.csv``) so re-scoring after a threshold change is instant.
 """
 
 from __future__ import annotations
@@ -108,7 +108,9 @@ class Scorer:
 
 def measure(data: Path, rows: list[dict[str, str]], workers: int, recompute: bool) -> dict[str, dict[str, Any]]:
     """Metric values per image path, from the cache where it is complete."""
-    cache = data / "metrics.csv"
+    from sdeval.features.artifacts import ArtifactSignals
+
+    cache = data / f"metrics-v{ArtifactSignals.version}.csv"  # a new extractor version rescoring
     names = metric_names()
     cached: dict[str, dict[str, Any]] = {}
     if cache.exists() and not recompute:

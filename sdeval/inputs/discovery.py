@@ -20,6 +20,9 @@ from sdeval.inputs.record import InputItem
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".jfif"})
 #: companion files that are expected next to images and are not worth a "skipped" count
 SIDECAR_SUFFIXES = frozenset({".txt", ".caption"})
+#: written into every sdeval result folder: discovery never walks into one, so a result folder
+#: (attempts, quarantine) inside the input folder is not evaluated again on the next run
+RESULT_MARKER = ".sdeval-results"
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,9 @@ def discover(paths: list[str] | tuple[str, ...]) -> Discovery:
 
 def _walk(root: Path):
     for dirpath, dirnames, filenames in os.walk(root):
+        if RESULT_MARKER in filenames and Path(dirpath) != root:
+            dirnames[:] = []
+            continue
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
             if not name.startswith("."):

@@ -56,3 +56,16 @@ def test_jsonl_manifest_and_errors(photo_dir: Path):
     m.write_text("{broken\n")
     with pytest.raises(InputError, match=r"m.jsonl:1: invalid JSON"):
         discover([str(m)])
+
+
+def test_result_folders_inside_inputs_are_not_walked(photo_dir: Path):
+    import sdeval
+
+    out = photo_dir / "reports" / "run1"
+    sdeval.gate(str(photo_dir), "offline", out_dir=out)
+    (out / "attempts").mkdir()
+    (out / "attempts" / "a.png").write_bytes((photo_dir / "coffee.png").read_bytes())
+    names = [Path(i.path).name for i in discover([str(photo_dir)]).items]
+    assert "a.png" not in names and len(names) == 5
+    # naming the result folder itself still works
+    assert [Path(i.path).name for i in discover([str(out)]).items] == ["a.png"]
