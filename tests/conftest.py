@@ -44,6 +44,20 @@ def _isolated_cache(tmp_path_factory):
 
 
 @pytest.fixture
+def model_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private model cache and online mode, whatever the environment or an earlier test set."""
+    import sys
+
+    monkeypatch.setenv("SDEVAL_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("SDEVAL_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    hub = sys.modules.get("huggingface_hub.constants")
+    if hub is not None:
+        monkeypatch.setattr(hub, "HF_HUB_OFFLINE", hub.HF_HUB_OFFLINE)
+    return tmp_path / "cache"
+
+
+@pytest.fixture
 def photo_dir(tmp_path: Path) -> Path:
     """Three clean 512x512 photos, one black frame, one 500x500 photo, one non-image."""
     d = tmp_path / "outputs"

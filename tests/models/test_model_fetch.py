@@ -76,13 +76,7 @@ def server() -> Iterator[str]:
 
 
 @pytest.fixture(autouse=True)
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("SDEVAL_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.delenv("SDEVAL_OFFLINE", raising=False)
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    hub = sys.modules.get("huggingface_hub.constants")
-    if hub is not None:
-        monkeypatch.setattr(hub, "HF_HUB_OFFLINE", hub.HF_HUB_OFFLINE)
+def isolated(model_env: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr("sdeval.models.fetch.BACKOFF_S", 0.0)
     _Handler.hits.clear()
     yield
