@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["gate", "evaluate", "load_policy", "GateResult", "RunOptions", "__version__"]
+__all__ = ["gate", "evaluate", "load_policy", "GateResult", "RunOptions", "eval_set", "build_stats",
+           "EvalResult", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
@@ -17,6 +18,10 @@ def __getattr__(name: str) -> Any:
         from sdeval import api
 
         return getattr(api, name)
+    if name in ("eval_set", "build_stats", "EvalResult"):
+        from sdeval import evaluation
+
+        return getattr(evaluation, name)
     if name == "RunOptions":
         from sdeval.pipeline import RunOptions
 

@@ -383,6 +383,11 @@ def cache_clear(yes: bool) -> None:
     click.echo(f"removed {n} cached features")
 
 
+# -- eval and reference statistics: bodies in sdeval/cli_eval.py ---------------------------------
+from sdeval.cli_eval import add_eval_commands  # noqa: E402
+
+add_eval_commands(main)
+
 
 def run() -> None:  # pragma: no cover - console entry used by python -m sdeval
     main(prog_name="sdeval")

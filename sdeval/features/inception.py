@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import warnings
 from pathlib import Path
 from typing import Any, ClassVar, Mapping, Sequence
 
@@ -36,7 +37,7 @@ RESOLUTION = 299
 DIM = 2048
 #: bump when sdeval's handling of Inception inputs/outputs changes (part of the cache key)
 PREPROCESSING_VERSION = "1"
-OPTION_NAMES = ("fid_mode", "device", "batch_size", "offline", "model_paths")
+OPTION_NAMES = ("fid_mode", "inception_optimize", "device", "batch_size", "offline", "model_paths")
 
 _MODELS: dict[tuple[str, str], Any] = {}
 _MODELS_LOCK = threading.Lock()
@@ -51,7 +52,9 @@ def load_torchscript(path: Path, device: str) -> Any:
         model = _MODELS.get(key)
         if model is None:
             try:
-                model = torch.jit.load(str(path), map_location=device).eval()
+                with warnings.catch_warnings():  # torch >= 2.9 deprecates TorchScript; the file is TorchScript
+                    warnings.simplefilter("ignore", FutureWarning)
+                    model = torch.jit.load(str(path), map_location=device).eval()
             except Exception as exc:  # noqa: BLE001 - a bad file must name itself
                 raise ModelMissingError(
                     f"could not load the Inception TorchScript file {path}: {exc}\n  how to get it: run "
@@ -60,6 +63,30 @@ def load_torchscript(path: Path, device: str) -> Any:
                 raise ModelMissingError(f"{path} is not clean-fid's Inception TorchScript (no '.layers')")
             _MODELS[key] = model
         return model
+
+
+def optimized_layers(path: Path, device: str) -> Any:
+    """``.layers`` frozen and passed through ``torch.jit.optimize_for_inference`` (None if that fails).
+
+    On CPU this folds batch norms into convolutions and uses oneDNN kernels: about 1.3x faster,
+    features within ~1e-5 relative of the plain module (FID within ~1e-6 relative).
+    """
+    import torch
+
+    key = (str(Path(path).resolve()), device + "/optimized")
+    with _MODELS_LOCK:
+        if key in _MODELS:
+            return _MODELS[key]
+    model = load_torchscript(path, device)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            layers = torch.jit.optimize_for_inference(torch.jit.freeze(model.layers.eval()))
+    except Exception:  # noqa: BLE001 - an unusual graph: run it as it is
+        layers = None
+    with _MODELS_LOCK:
+        _MODELS[key] = layers
+    return layers
 
 
 def clear_models() -> None:
@@ -77,7 +104,10 @@ class InceptionFeatures(FeatureExtractor):
     """2048-d float32 pool3 features of clean-fid's Inception, one per image.
 
     Options: ``fid_mode`` (clean | legacy_tensorflow), ``device`` (auto: cuda, else cpu),
-    ``batch_size``, ``offline``, ``model_paths`` (``inception-2015-12-05`` -> a local file).
+    ``batch_size``, ``offline``, ``model_paths`` (``inception-2015-12-05`` -> a local file),
+    ``inception_optimize`` (auto: on CPU in clean mode, freeze + optimize_for_inference the
+    network, ~1.3x faster, features within ~1e-5 relative; False runs the file exactly as
+    clean-fid does).
     """
 
     id: ClassVar[str] = "inception"
@@ -97,6 +127,7 @@ class InceptionFeatures(FeatureExtractor):
         self._device: str | None = None
         self._resize: Any = None
         self._lock = threading.Lock()
+        self._optimize_opt = self.options.get("inception_optimize", "auto")
 
     # -- weights and device -----------------------------------------------------------------------
     def weights_path(self) -> Path:
@@ -131,6 +162,15 @@ class InceptionFeatures(FeatureExtractor):
 
     def model(self) -> Any:
         return load_torchscript(self.weights_path(), self.device())
+
+    def optimize(self) -> bool:
+        """Whether ``.layers`` runs frozen/optimised (clean mode only; legacy stays as published)."""
+        opt = self._optimize_opt
+        if isinstance(opt, str):
+            if opt.lower() not in ("auto", "true", "false", "1", "0", "yes", "no"):
+                raise UsageError(f"inception_optimize must be auto, true or false, got {opt!r}")
+            opt = self.device() == "cpu" if opt.lower() == "auto" else opt.lower() in ("true", "1", "yes")
+        return bool(opt) and self.mode == "clean"
 
     def check_available(self) -> None:
         """Weights present (or fetchable) before any image is decoded."""
@@ -174,11 +214,12 @@ class InceptionFeatures(FeatureExtractor):
         import torch
 
         model = self.model()
+        layers = optimized_layers(self.weights_path(), self.device()) if self.optimize() else None
         x = torch.from_numpy(batch).to(self.device())
         bs = x.shape[0]
         with torch.inference_mode():
             if self.mode == "clean":
-                feats = model.layers.forward((x - 128) / 128).view((bs, DIM))
+                feats = (layers or model.layers).forward((x - 128) / 128).view((bs, DIM))
             else:
                 feats = model(x, return_features=True).view((bs, DIM))
         return feats.float().cpu().numpy()
@@ -192,7 +233,8 @@ class InceptionFeatures(FeatureExtractor):
                 "resize": "cleanfid PIL bicubic float32 (clean)" if self.mode == "clean" else "none"}
 
     def cache_key(self) -> str | None:
-        parts = {**self.identity(), "version": self.version, "preprocessing": PREPROCESSING_VERSION}
+        parts = {**self.identity(), "version": self.version, "preprocessing": PREPROCESSING_VERSION,
+                 "optimized": self.optimize()}
         digest = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
         return f"inception/{self.mode}/{self.weights_sha256()[:16]}/{digest[:16]}"
 
@@ -202,5 +244,6 @@ class InceptionFeatures(FeatureExtractor):
         versions = package_versions()
         return {"id": self.id, "version": self.version, **self.identity(), "weights_file": str(self.weights_path()),
                 "device": self.device(), "dtype": "float32", "batch_size": self.batch_size,
+                "optimized": "torch.jit.freeze + optimize_for_inference" if self.optimize() else False,
                 "clean_fid": versions.get("clean-fid"), "torch": versions.get("torch"),
                 "cache_key": self.cache_key()}

@@ -16,6 +16,9 @@ _BUILTIN: dict[str, str] = {
     "clip_text": "sdeval.features.clip:ClipText",
     "artifact_signals": "sdeval.features.artifacts:ArtifactSignals",
     "face_signals": "sdeval.features.faces:FaceSignals",
+    "inception": "sdeval.features.inception:InceptionFeatures",
+    "clip_image_set": "sdeval.features.clip_set:SetClipImage",
+    "lpips_ref_pair": "sdeval.features.lpips_features:LpipsRefPair",
 }
 _REGISTERED: dict[str, Callable[[Mapping[str, Any]], FeatureExtractor]] = {}
 

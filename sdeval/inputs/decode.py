@@ -59,6 +59,18 @@ def open_image(data: bytes, options: DecodeOptions = DecodeOptions()) -> Image.I
     return im
 
 
+def header_exif(im: Image.Image) -> Image.Exif:
+    """EXIF without decoding pixels.
+
+    Pillow's ``getexif()`` on a PNG decodes the whole image to look for an eXIf chunk after the
+    pixel data; writers (Pillow, ComfyUI, A1111) put it before, where ``info`` already has it. So a
+    PNG without ``info["exif"]`` has no EXIF worth a decode: a warm, cached run stays decode-free.
+    """
+    if im.format == "PNG" and "exif" not in im.info:
+        return Image.Exif()
+    return im.getexif()
+
+
 def to_rgb(im: Image.Image) -> np.ndarray:
     """Load pixels, apply EXIF orientation and convert to an (H, W, 3) uint8 RGB array."""
     try:

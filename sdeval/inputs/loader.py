@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from sdeval.errors import DecodeError
 from sdeval.features.base import FeatureExtractor
-from sdeval.inputs.decode import DecodeOptions, open_image, to_rgb
+from sdeval.inputs.decode import DecodeOptions, header_exif, open_image, to_rgb
 from sdeval.inputs.metadata.types import GenerationMetadata
 from sdeval.inputs.record import ImageRecord, InputItem
 
@@ -79,7 +79,7 @@ def _with_header(record: ImageRecord, item: InputItem, im: Any) -> ImageRecord:
     w, h = im.size
     warnings: list[str] = []
     try:
-        orientation = im.getexif().get(_ORIENTATION_TAG)
+        orientation = header_exif(im).get(_ORIENTATION_TAG)
     except Exception:
         orientation = None
     if orientation in (5, 6, 7, 8):

@@ -43,6 +43,12 @@ _BUILTIN: dict[str, str] = {
     "face_size": "sdeval.metrics.faces:FaceSize",
     "face_sharpness": "sdeval.metrics.faces:FaceSharpness",
     "face_confidence": "sdeval.metrics.faces:FaceConfidence",
+    "fid": "sdeval.metrics.fid:Fid",
+    "kid": "sdeval.metrics.fid:Kid",
+    "cmmd": "sdeval.metrics.fid:Cmmd",
+    "clip_fid": "sdeval.metrics.fid:ClipFid",
+    "lpips_ref": "sdeval.metrics.lpips_metrics:LpipsRef",
+    "lpips_diversity": "sdeval.metrics.lpips_metrics:LpipsDiversity",
 }
 
 #: metrics sdeval knows by name but does not provide in this build: name -> (why, remedy)

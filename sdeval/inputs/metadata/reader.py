@@ -72,11 +72,17 @@ def _exif_text(value: Any) -> str | None:
     return None
 
 
+def header_exif(image: Image.Image) -> Image.Exif:
+    from sdeval.inputs.decode import header_exif as _header_exif
+
+    return _header_exif(image)
+
+
 def _exif_texts(image: Image.Image, warnings: list[str]) -> dict[str, str]:
     """The EXIF entries generators use for text, under ``exif:`` keys."""
     found: dict[str, str] = {}
     try:
-        exif = image.getexif()
+        exif = header_exif(image)
     except Exception as exc:  # corrupt EXIF of any shape: a warning, not a crash
         warnings.append(f"exif: unreadable ({type(exc).__name__}: {str(exc)[:120]})")
         return found
