@@ -44,7 +44,7 @@ def _isolated_cache(tmp_path_factory):
 
 
 @pytest.fixture
-def model_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def model_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """A private model cache and online mode, whatever the environment or an earlier test set."""
     import sys
 
@@ -54,7 +54,10 @@ def model_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     hub = sys.modules.get("huggingface_hub.constants")
     if hub is not None:
         monkeypatch.setattr(hub, "HF_HUB_OFFLINE", hub.HF_HUB_OFFLINE)
-    return tmp_path / "cache"
+    yield tmp_path / "cache"
+    from sdeval.models.cache import reset_offline
+
+    reset_offline()  # undo a --offline a test ran
 
 
 @pytest.fixture

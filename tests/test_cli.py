@@ -72,14 +72,19 @@ def test_usage_errors_exit_2(photo_dir: Path, args, fragment):
     assert fragment in r.output
 
 
-def test_unavailable_metric_exit_2(photo_dir: Path):
+def test_missing_weights_offline_exit_2(photo_dir: Path, model_env: Path):
+    r = CliRunner().invoke(main, ["gate", str(photo_dir), "--policy", "offline", "--min-clip", "0.2", "--offline"])
+    assert r.exit_code == 2, r.output
+    assert "clip-vit-l-14-openai" in r.output and "sdeval models fetch clip-vit-l-14-openai" in r.output
+
+
+def test_planned_metric_exit_2(photo_dir: Path, monkeypatch):
     from sdeval.metrics import registry
 
-    if "clip_score" in registry.names():
-        pytest.skip("clip_score is provided in this build")
-    r = CliRunner().invoke(main, ["gate", str(photo_dir), "--min-clip", "0.2"])
+    monkeypatch.setitem(registry._PLANNED, "wow_score", ("not in this build", "install sdeval-wow"))
+    r = CliRunner().invoke(main, ["gate", str(photo_dir), "--policy", "offline", "--rule", "wow_score < 1"])
     assert r.exit_code == 2
-    assert "clip_score" in r.output and "how to get it" in r.output
+    assert "wow_score" in r.output and "how to get it: install sdeval-wow" in r.output
 
 
 def test_internal_error_exit_3(photo_dir: Path, monkeypatch, tmp_path: Path):
