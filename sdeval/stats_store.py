@@ -18,7 +18,6 @@ import io
 import json
 import os
 import re
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,18 +99,9 @@ def _paths(name: str) -> tuple[Path, Path]:
 
 
 def _atomic_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    from sdeval.reports.writers import atomic_write_bytes
+
+    atomic_write_bytes(path, data)
 
 
 def save(name: str, features: Mapping[str, StoredFeature], source: Mapping[str, Any], *,
