@@ -105,19 +105,9 @@ def gate(paths: Sequence[str] | str, policy: Policy | str | None = None, *, opti
 
 def write_result_folder(result: GateResult, out_dir: Path) -> GateResult:
     """results.jsonl, results.csv and summary.json, each written atomically."""
-    from sdeval.reports.writers import write_csv, write_json, write_jsonl
+    from sdeval.reports.writers import write_result_files
 
-    from sdeval.inputs.discovery import RESULT_MARKER
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    marker = out_dir / RESULT_MARKER
-    if not marker.exists():
-        marker.write_text("sdeval result folder: sdeval does not evaluate the files below this folder\n")
-    schema = {"schema_version": SCHEMA_VERSION}
-    write_jsonl(out_dir / "results.jsonl", ({**schema, **{c: r.get(c) for c in result.columns}} for r in result.rows))
-    write_csv(out_dir / "results.csv", result.rows, result.columns)
-    summary = {**result.summary, "out_dir": str(out_dir)}
-    write_json(out_dir / "summary.json", summary)
+    summary = write_result_files(out_dir, result.rows, result.columns, result.summary, SCHEMA_VERSION)
     return replace(result, out_dir=out_dir, summary=summary)
 
 

@@ -471,19 +471,9 @@ def _finish(rows: list[dict[str, Any]], image_metrics: Sequence[Any], set_metric
 
 def write_eval_folder(result: EvalResult, out_dir: Path) -> EvalResult:
     """results.jsonl, results.csv and summary.json (atomic), as the gate writes them."""
-    from sdeval.reports.writers import write_csv, write_json, write_jsonl
+    from sdeval.reports.writers import write_result_files
 
-    from sdeval.inputs import discovery
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    marker_name = getattr(discovery, "RESULT_MARKER", None)  # keeps result folders out of later inputs
-    if marker_name and not (out_dir / marker_name).exists():
-        (out_dir / marker_name).write_text("sdeval result folder: sdeval does not evaluate the files below this folder\n")
-    schema = {"schema_version": SCHEMA_VERSION}
-    write_jsonl(out_dir / "results.jsonl", ({**schema, **{c: r.get(c) for c in result.columns}} for r in result.rows))
-    write_csv(out_dir / "results.csv", result.rows, result.columns)
-    summary = {**result.summary, "out_dir": str(out_dir)}
-    write_json(out_dir / "summary.json", summary)
+    summary = write_result_files(out_dir, result.rows, result.columns, result.summary, SCHEMA_VERSION)
     return replace(result, out_dir=out_dir, summary=summary)
 
 

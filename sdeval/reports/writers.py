@@ -104,3 +104,21 @@ def _csv_value(v: Any) -> Any:
     if isinstance(v, Mapping):
         return json.dumps(jsonable(v), ensure_ascii=False, sort_keys=True) if v else ""
     return v
+
+
+def write_result_files(out_dir: Path, rows: Sequence[Mapping[str, Any]], columns: Sequence[str],
+                       summary: Mapping[str, Any], schema_version: int) -> dict[str, Any]:
+    """A command's result folder: results.jsonl, results.csv, summary.json, and the marker that keeps
+    discovery out of it. Returns the summary as written (with ``out_dir``)."""
+    from sdeval.inputs.discovery import RESULT_MARKER
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    marker = out_dir / RESULT_MARKER
+    if not marker.exists():
+        marker.write_text("sdeval result folder: sdeval does not evaluate the files below this folder\n")
+    schema = {"schema_version": schema_version}
+    write_jsonl(out_dir / "results.jsonl", ({**schema, **{c: r.get(c) for c in columns}} for r in rows))
+    write_csv(out_dir / "results.csv", rows, columns)
+    written = {**summary, "out_dir": str(out_dir)}
+    write_json(out_dir / "summary.json", written)
+    return written
