@@ -27,6 +27,7 @@ demo: $(STAMP) fixtures/outputs
 	  test -f reports/demo/summary.json && ls reports/demo
 
 test: $(STAMP)
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

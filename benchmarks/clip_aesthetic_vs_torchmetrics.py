@@ -96,9 +96,9 @@ def build_models(tmp: Path, arch: str):
 
 def run_sdeval(manifest: Path, name: str, weights: Path, head: Path, cache: Path, batch: int, workers: int):
     import sdeval
-    from sdeval.config import TomlSource
+    from sdeval.core.config import TomlSource
     from sdeval.gates.policy import build_policy
-    from sdeval.pipeline import RunOptions
+    from sdeval.pipeline.run import RunOptions
 
     policy = build_policy(TomlSource({"rules": ["clip_score < -2 -> reprompt", "aesthetic < -1000 -> reseed"]},
                                      name="benchmark"))

@@ -84,8 +84,8 @@ def save_inception_v3_standin(path: Path, seed: int = 0) -> Path:
 
 
 def run_sdeval(gen: Path, ref: Path, weights: Path, cache: Path, batch: int, workers: int) -> tuple[float, float, Any]:
-    from sdeval.evaluation import eval_set
-    from sdeval.pipeline import RunOptions
+    from sdeval.evaluate.set_eval import eval_set
+    from sdeval.pipeline.run import RunOptions
 
     opts = RunOptions(batch_size=batch, workers=workers, cache_path=str(cache),
                       metric_options={"model_paths": {"inception-2015-12-05": str(weights)}, "device": "cpu",

@@ -19,11 +19,11 @@ def __getattr__(name: str) -> Any:
 
         return getattr(api, name)
     if name in ("eval_set", "build_stats", "EvalResult"):
-        from sdeval import evaluation
+        from sdeval.evaluate import set_eval as evaluation
 
         return getattr(evaluation, name)
     if name == "RunOptions":
-        from sdeval.pipeline import RunOptions
+        from sdeval.pipeline.run import RunOptions
 
         return RunOptions
     raise AttributeError(name)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import sdeval
-from sdeval.pipeline import RunOptions
+from sdeval.pipeline.run import RunOptions
 
 from conftest import FIXTURES
 

@@ -16,7 +16,7 @@ import sdeval  # noqa: E402
 from sdeval.features import clip as fclip  # noqa: E402
 from sdeval.metrics import registry  # noqa: E402
 from sdeval.metrics.base import FeatureBatch, ImageMetric  # noqa: E402
-from sdeval.pipeline import RunOptions  # noqa: E402
+from sdeval.pipeline.run import RunOptions  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent / "features"))
 from clip_tiny_models import TINY_CFG, save_pt  # noqa: E402
@@ -68,7 +68,7 @@ def test_one_image_forward_per_image_and_a_warm_run_does_none(setup, monkeypatch
     assert all(r["clip_score"] is not None and r["aesthetic"] is not None for r in first.rows)
     assert first.summary["features"]["clip_image"] == {"cache_hits": 0, "computed": n}
 
-    import sdeval.inputs.loader as loader
+    import sdeval.pipeline.decode_pool as loader
 
     def no_decode(*a, **k):
         raise AssertionError("a warm run must not decode pixels")

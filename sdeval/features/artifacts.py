@@ -21,7 +21,7 @@ from typing import Any, ClassVar, Mapping
 
 import numpy as np
 
-from sdeval.errors import MetricUnavailableError
+from sdeval.core.errors import MetricUnavailableError
 from sdeval.features.base import FeatureExtractor
 from sdeval.inputs.record import ImageRecord
 

@@ -12,11 +12,23 @@ An extractor splits its work in two so decoding and preprocessing overlap the mo
 from __future__ import annotations
 
 from abc import ABC
+from dataclasses import dataclass
 from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
 from sdeval.inputs.record import ImageRecord
+
+
+@dataclass(frozen=True)
+class Missing:
+    """A metric value that could not be computed for one image, with the reason."""
+
+    reason: str
+
+    def __bool__(self) -> bool:  # a Missing never counts as a value
+        return False
+
 
 
 class FeatureExtractor(ABC):
@@ -50,7 +62,7 @@ class FeatureExtractor(ABC):
         return f"{self.id}/v{self.version}/{digest[:16]}"
 
     def check_available(self) -> None:
-        """Raise :class:`sdeval.errors.MetricUnavailableError` (or ModelMissingError) if it can't run."""
+        """Raise :class:`sdeval.core.errors.MetricUnavailableError` (or ModelMissingError) if it can't run."""
 
     def protocol(self) -> dict[str, Any]:
         """What identifies these numbers: model, weights hash, preprocessing, versions."""

@@ -368,7 +368,7 @@ def store(cache: FeatureCache | NullCache, extractor: Any, records: Sequence[Any
     feature_key = extractor_cache_key(extractor)
     if feature_key is None or not cache.enabled:
         return 0
-    from sdeval.metrics.base import Missing
+    from sdeval.features.base import Missing
 
     encode = getattr(extractor, "to_cache", None)
     items: dict[str, Any] = {}

@@ -31,10 +31,10 @@ from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import numpy as np
 
-from sdeval.errors import UsageError
+from sdeval.core.errors import UsageError
 from sdeval.features.base import FeatureExtractor
 from sdeval.inputs.record import ImageRecord
-from sdeval.metrics.base import Missing
+from sdeval.features.base import Missing
 
 DEFAULT_MODEL = "ViT-L-14"
 DEFAULT_PRETRAINED = "openai"
@@ -396,7 +396,7 @@ def get_backbone(ref: WeightsRef, device: str, autocast: bool) -> Backbone:
                 model = open_clip.create_model(ref.load_name, pretrained=ref.checkpoint,
                                                require_pretrained=True, **kwargs)
             except (RuntimeError, ValueError, OSError, KeyError) as exc:
-                from sdeval.errors import ModelMissingError
+                from sdeval.core.errors import ModelMissingError
 
                 where = ref.checkpoint or ref.load_name
                 raise ModelMissingError(

@@ -27,7 +27,7 @@ from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 
-from sdeval.errors import ModelMissingError, UsageError
+from sdeval.core.errors import ModelMissingError, UsageError
 from sdeval.features.base import FeatureExtractor
 from sdeval.inputs.record import ImageRecord
 
@@ -239,7 +239,7 @@ class InceptionFeatures(FeatureExtractor):
         return f"inception/{self.mode}/{self.weights_sha256()[:16]}/{digest[:16]}"
 
     def protocol(self) -> dict[str, Any]:
-        from sdeval.protocol import package_versions
+        from sdeval.core.versions import package_versions
 
         versions = package_versions()
         return {"id": self.id, "version": self.version, **self.identity(), "weights_file": str(self.weights_path()),

@@ -33,10 +33,10 @@ from typing import Any, Callable, ClassVar, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from sdeval.errors import InputError, ModelMissingError, UsageError
+from sdeval.core.errors import InputError, ModelMissingError, UsageError
 from sdeval.features.base import FeatureExtractor
 from sdeval.inputs.record import ImageRecord
-from sdeval.metrics.base import Missing
+from sdeval.features.base import Missing
 
 NETS = {"alex": "lpips-alex", "vgg": "lpips-vgg"}
 #: torchvision ``features`` index ranges of each LPIPS slice (lpips.pretrained_networks)
@@ -316,7 +316,7 @@ class LpipsRefPair(_LpipsBase, FeatureExtractor):
         return f"{record.sha256}+{ref_sha}"
 
     def prepare(self, image: np.ndarray, record: ImageRecord) -> Any:
-        from sdeval.errors import DecodeError
+        from sdeval.core.errors import DecodeError
         from sdeval.inputs.decode import decode
 
         ref = self.index().find(record.path)
@@ -407,7 +407,7 @@ class LpipsDiversityRunner(_LpipsBase):
         return out
 
     def _load(self, path: str, max_pixels: int | None) -> np.ndarray | None:
-        from sdeval.errors import DecodeError
+        from sdeval.core.errors import DecodeError
         from sdeval.inputs.decode import DecodeOptions, decode
 
         try:

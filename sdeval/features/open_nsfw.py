@@ -20,7 +20,7 @@ from typing import Any, ClassVar, Mapping, Sequence
 import numpy as np
 from PIL import Image
 
-from sdeval.errors import MetricUnavailableError
+from sdeval.core.errors import MetricUnavailableError
 from sdeval.features.base import FeatureExtractor
 from sdeval.inputs.record import ImageRecord
 

@@ -17,8 +17,9 @@ from typing import Any, Iterable, Mapping
 
 from sdeval.gates.policy import Policy
 from sdeval.gates.rules import ACTION_STRENGTH
+from sdeval.results.schema import VERDICTS
 
-VERDICTS = ("pass", "reseed", "reprompt", "restore_face", "block", "error")
+__all__ = ["VERDICTS", "UNRESOLVED", "ImageVerdict", "BatchVerdict", "judge_image", "judge_batch"]
 #: verdicts that mean "an action is still owed" (regeneration not done or failed)
 UNRESOLVED = ("reseed", "reprompt", "restore_face")
 

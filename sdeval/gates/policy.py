@@ -25,8 +25,8 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
-from sdeval.config import TomlSource
-from sdeval.errors import MetricUnavailableError, PolicyError, UsageError
+from sdeval.core.config import TomlSource
+from sdeval.core.errors import MetricUnavailableError, PolicyError, UsageError
 from sdeval.gates import checks as checks_mod
 from sdeval.gates.rules import ACTIONS, COMPARATORS, ON_MISSING, Rule, parse_rule
 from sdeval.metrics import registry

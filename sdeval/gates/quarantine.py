@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sdeval.errors import InputError
+from sdeval.core.errors import InputError
 
 AUDIT_LOG = "audit.jsonl"
 
@@ -69,7 +69,7 @@ def _copy_atomic(src: Path, dest: Path) -> None:
 
 def append_jsonl(path: Path, record: Mapping[str, Any]) -> None:
     """Append one JSON line durably (one write on an O_APPEND descriptor, then fsync)."""
-    from sdeval.reports.writers import to_json
+    from sdeval.core.io import to_json
 
     path.parent.mkdir(parents=True, exist_ok=True)
     data = (to_json(record, indent=None) + "\n").encode("utf-8")

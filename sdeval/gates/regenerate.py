@@ -42,16 +42,18 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sdeval.api import GateResult, with_rows, write_result_folder
-from sdeval.errors import InputError, PolicyError, UsageError
-from sdeval.gates.backends import (A1111Backend, AttemptSpec, Backend, ComfyUIBackend, Outcome, Recipe,
-                                   RejectedError, Submission, a1111_recipe, comfy_recipe)
+from sdeval.core.errors import InputError, PolicyError, UsageError
 from sdeval.gates.engine import UNRESOLVED, BatchVerdict, judge_batch, judge_image
 from sdeval.gates.mutations import (GraphError, RegenerateConfig, attempt_prefix, check_api_graph, load_workflow,
                                     next_seed)
 from sdeval.gates.quarantine import quarantine
+from sdeval.gates.recipes import AttemptSpec, Recipe, Submission, a1111_recipe, comfy_recipe
+from sdeval.gates.result import GateResult, with_rows, write_result_folder
 from sdeval.gates.rules import ACTION_STRENGTH
-from sdeval.pipeline import ProgressFn, RunOptions, build_metrics, iter_rows
+from sdeval.generators.a1111 import A1111Backend
+from sdeval.generators.backends import Backend, Outcome, RejectedError
+from sdeval.generators.comfyui.backend import ComfyUIBackend
+from sdeval.pipeline.run import ProgressFn, RunOptions, build_metrics, iter_rows
 
 BACKENDS = ("comfyui", "a1111")
 DEFAULT_URLS = {"comfyui": "http://127.0.0.1:8188", "a1111": "http://127.0.0.1:7860"}
@@ -409,7 +411,7 @@ class _Loop:
             "finished_at": _now()}
         if not outcome.ok:
             return record
-        from sdeval.reports.writers import atomic_write_bytes
+        from sdeval.core.io import atomic_write_bytes
 
         assert self.out_dir is not None
         folder = self.out_dir / ATTEMPTS_DIR / lin.key

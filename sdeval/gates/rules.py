@@ -7,9 +7,12 @@ import operator
 import re
 from dataclasses import dataclass
 
-#: actions, strongest first (DESIGN.md, gate policy)
-ACTIONS: tuple[str, ...] = ("block", "restore_face", "reprompt", "reseed", "pass")
-ACTION_STRENGTH = {a: len(ACTIONS) - i for i, a in enumerate(ACTIONS)}
+from sdeval.results.schema import SEVERITY
+
+#: actions, strongest first (DESIGN.md, gate policy); ``error`` is a verdict, not an action
+ACTIONS: tuple[str, ...] = tuple(sorted((v for v in SEVERITY if v != "error"), key=SEVERITY.__getitem__,
+                                        reverse=True))
+ACTION_STRENGTH = SEVERITY
 COMPARATORS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
                "==": operator.eq, "!=": operator.ne}
 #: what a rule does when its metric has no value for an image

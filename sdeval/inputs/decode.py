@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps
 
-from sdeval.errors import DecodeError
+from sdeval.core.errors import DecodeError
 
 SUPPORTED_FORMATS = ("PNG", "JPEG", "WEBP", "MPO")  # MPO: multi-picture JPEG from phones
 DEFAULT_MAX_PIXELS = 8192 * 8192

@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sdeval.errors import InputError
+from sdeval.core.errors import InputError
 from sdeval.inputs.manifest import MANIFEST_SUFFIXES, read_manifest
 from sdeval.inputs.record import InputItem
 

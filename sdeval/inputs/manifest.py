@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any, Iterator
 
-from sdeval.errors import InputError
+from sdeval.core.errors import InputError
 from sdeval.inputs.metadata.types import GenerationMetadata
 from sdeval.inputs.record import InputItem
 

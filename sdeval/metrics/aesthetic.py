@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 
-from sdeval.errors import MetricUnavailableError, ModelMissingError
+from sdeval.core.errors import MetricUnavailableError, ModelMissingError
 from sdeval.features.clip import OPTION_NAMES
 from sdeval.metrics.base import FeatureBatch, ImageMetric, Missing, Score
 

@@ -10,17 +10,10 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping, Sequence
 
+from sdeval.features.base import Missing
 from sdeval.inputs.record import ImageRecord
 
-
-@dataclass(frozen=True)
-class Missing:
-    """A metric value that could not be computed for one image, with the reason."""
-
-    reason: str
-
-    def __bool__(self) -> bool:  # a Missing never counts as a value
-        return False
+__all__ = ["Missing", "Score", "FeatureBatch", "Metric", "ImageMetric"]
 
 
 Score = float | Missing

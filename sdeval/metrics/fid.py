@@ -21,7 +21,7 @@ def _sizes(generated: FeatureSet, reference: FeatureSet) -> dict[str, int]:
 
 
 def _require(metric: str, side: str, fs: FeatureSet, need: int = 2) -> None:
-    from sdeval.errors import InputError
+    from sdeval.core.errors import InputError
 
     if fs.n < need and not (fs.fixed is not None and fs.n == 0):
         raise InputError(f"{metric} needs at least {need} {side} images with features, got {fs.n}")

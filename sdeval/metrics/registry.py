@@ -12,7 +12,7 @@ import importlib
 from importlib.metadata import entry_points
 from typing import Any, Mapping
 
-from sdeval.errors import MetricUnavailableError, UsageError
+from sdeval.core.errors import MetricUnavailableError, UsageError
 from sdeval.metrics.base import Metric
 
 ENTRY_POINT_GROUP = "sdeval.metrics"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from sdeval.errors import UsageError
+from sdeval.core.errors import UsageError
 from sdeval.metrics.base import FeatureBatch, ImageMetric, Missing, Score
 
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*[xX×]\s*(\d+)\s*$")

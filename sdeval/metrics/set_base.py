@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 
-from sdeval.errors import UsageError
+from sdeval.core.errors import UsageError
 from sdeval.metrics.base import FeatureBatch, Metric
 from sdeval.metrics.distances import FeatureStats, StatsAccumulator
 

@@ -130,7 +130,7 @@ def _read_memo(path: Path) -> dict:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Temp file + rename (one implementation for the package: sdeval.reports.writers)."""
-    from sdeval.reports.writers import atomic_write_text as _write
+    """Temp file + rename (one implementation for the package: sdeval.results.files)."""
+    from sdeval.core.io import atomic_write_text as _write
 
     _write(path, text)

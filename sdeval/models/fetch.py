@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from sdeval.errors import ModelMissingError, UsageError
+from sdeval.core.errors import ModelMissingError, UsageError
 from sdeval.models import cache as _cache
 from sdeval.models.registry import (ModelSpec, check_override, get_spec, override_path,
                                     spec_for_open_clip, specs)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from sdeval.errors import UsageError
+from sdeval.core.errors import UsageError
 
 KINDS = ("file", "open_clip", "bundled")
 OPTION_MODEL_PATHS = "model_paths"

@@ -26,10 +26,10 @@ cleanfid_fid = pytest.importorskip("cleanfid.fid")
 sys.path.insert(0, str(Path(__file__).parent))
 from eval_models import save_inception_standin, write_images, restore_offline  # noqa: E402,F401
 
-from sdeval.evaluation import eval_set  # noqa: E402
+from sdeval.evaluate.set_eval import eval_set  # noqa: E402
 from sdeval.features.inception import InceptionFeatures  # noqa: E402
 from sdeval.metrics.distances import frechet_distance  # noqa: E402
-from sdeval.pipeline import RunOptions  # noqa: E402
+from sdeval.pipeline.run import RunOptions  # noqa: E402
 
 REL = 1e-4
 

@@ -123,8 +123,8 @@ def test_protocol_mismatch_is_an_error(data: dict[str, Path], tmp_path: Path) ->
 
 
 def test_second_run_reads_features_from_cache(data: dict[str, Path], tmp_path: Path) -> None:
-    from sdeval.evaluation import eval_set
-    from sdeval.pipeline import RunOptions
+    from sdeval.evaluate.set_eval import eval_set
+    from sdeval.pipeline.run import RunOptions
 
     opts = RunOptions(batch_size=4, workers=2, cache_path=str(tmp_path / "f.sqlite"),
                       metric_options={"model_paths": {"inception-2015-12-05": str(data["weights"])}, "device": "cpu"})
@@ -138,7 +138,7 @@ def test_second_run_reads_features_from_cache(data: dict[str, Path], tmp_path: P
 
 def test_fid_only_keeps_no_feature_bank(data: dict[str, Path]) -> None:
     """Streaming: FID alone keeps float64 moments (constant in N), never the features."""
-    from sdeval.evaluation import feature_plan
+    from sdeval.evaluate.set_eval import feature_plan
     from sdeval.metrics import registry
 
     opts = {"model_paths": {"inception-2015-12-05": str(data["weights"])}, "device": "cpu"}
@@ -166,8 +166,8 @@ def test_eval_is_listed_and_help_does_not_import_torch() -> None:
 
 
 def test_cleanfid_published_names_and_offline() -> None:
-    from sdeval.errors import ModelMissingError
-    from sdeval.stats_store import cleanfid_url, load_cleanfid
+    from sdeval.core.errors import ModelMissingError
+    from sdeval.evaluate.reference_stats import cleanfid_url, load_cleanfid
 
     assert cleanfid_url("cleanfid:FFHQ/1024/trainval70k", "clean") == \
         "https://www.cs.cmu.edu/~clean-fid/stats/ffhq_clean_trainval70k_1024.npz"
@@ -180,8 +180,8 @@ def test_cleanfid_published_names_and_offline() -> None:
 @pytest.mark.network
 def test_cleanfid_published_statistics_download(data: dict[str, Path]) -> None:
     """clean-fid's published CIFAR-10 statistics by name (downloads ~32 MB; never run in CI)."""
-    from sdeval.evaluation import eval_set
-    from sdeval.pipeline import RunOptions
+    from sdeval.evaluate.set_eval import eval_set
+    from sdeval.pipeline.run import RunOptions
 
     opts = RunOptions(batch_size=4, workers=2, metric_options={
         "model_paths": {"inception-2015-12-05": str(data["weights"])}, "device": "cpu"})

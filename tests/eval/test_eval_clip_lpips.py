@@ -25,11 +25,11 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "features"))
 from clip_tiny_models import save_pt  # noqa: E402
 from eval_models import save_tv_backbone, write_images, restore_offline  # noqa: E402,F401
 
-from sdeval.evaluation import diversity_groups, eval_set  # noqa: E402
+from sdeval.evaluate.set_eval import diversity_groups, eval_set  # noqa: E402
 from sdeval.features.clip import ClipImage  # noqa: E402
 from sdeval.inputs.decode import decode  # noqa: E402
 from sdeval.metrics.distances import FeatureStats, frechet_distance, mmd_rbf  # noqa: E402
-from sdeval.pipeline import RunOptions  # noqa: E402
+from sdeval.pipeline.run import RunOptions  # noqa: E402
 
 
 def _opts(**mo: Any) -> RunOptions:

@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from eval_models import (restore_offline, save_inception_standin, save_tv_backbone,  # noqa: E402,F401
                          write_images)
 
-from sdeval.evaluation import eval_set  # noqa: E402
-from sdeval.pipeline import RunOptions  # noqa: E402
+from sdeval.evaluate.set_eval import eval_set  # noqa: E402
+from sdeval.pipeline.run import RunOptions  # noqa: E402
 
 METRICS = "fid,kid,lpips_diversity,lpips_ref"
 

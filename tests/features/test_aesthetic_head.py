@@ -14,7 +14,7 @@ pytest.importorskip("open_clip")
 
 from clip_tiny_models import TINY_CFG, images, record, save_pt  # noqa: E402
 
-from sdeval.errors import EXIT_USAGE, MetricUnavailableError, ModelMissingError  # noqa: E402
+from sdeval.core.errors import EXIT_USAGE, MetricUnavailableError, ModelMissingError  # noqa: E402
 from sdeval.features import clip as fclip  # noqa: E402
 from sdeval.metrics import aesthetic as maesthetic  # noqa: E402
 from sdeval.metrics.aesthetic import Aesthetic, head_class, load_head  # noqa: E402

@@ -19,7 +19,7 @@ open_clip = pytest.importorskip("open_clip")
 
 from clip_tiny_models import TINY_CFG, images, record, register_tiny, save_local_dir, save_pt  # noqa: E402
 
-from sdeval.errors import EXIT_USAGE, ModelMissingError, UsageError  # noqa: E402
+from sdeval.core.errors import EXIT_USAGE, ModelMissingError, UsageError  # noqa: E402
 from sdeval.features import clip as fclip  # noqa: E402
 from sdeval.features.clip import ClipImage, ClipText, TextEmbedding, forward_counts  # noqa: E402
 from sdeval.features.registry import create_extractor  # noqa: E402
@@ -269,7 +269,7 @@ def test_offline_missing_default_weights_fail_fast_in_a_fresh_process(tmp_path: 
     code = (
         "import time, json\n"
         "from sdeval.features.clip import ClipImage\n"
-        "from sdeval.errors import ModelMissingError\n"
+        "from sdeval.core.errors import ModelMissingError\n"
         "t = time.monotonic()\n"
         "try:\n"
         "    ClipImage({}).check_available()\n"

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sdeval.gates.comfyui import (
+from sdeval.generators.comfyui.client import (
     ComfyUIClient,
     ComfyUIConnectionError,
     ComfyUIError,

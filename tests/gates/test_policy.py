@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from sdeval.config import TomlSource, policy_source, preset_names
-from sdeval.errors import MetricUnavailableError, PolicyError
+from sdeval.core.config import TomlSource
+from sdeval.gates.sources import policy_source, preset_names
+from sdeval.core.errors import MetricUnavailableError, PolicyError
 from sdeval.gates.policy import build_policy
 from sdeval.gates.rules import parse_rule
 
@@ -128,7 +129,7 @@ def test_pyproject_unknown_key_points_at_line(tmp_path: Path):
 
 
 def test_presets_parse():
-    from sdeval.config import load_preset
+    from sdeval.gates.sources import load_preset
 
     assert {"default", "strict", "offline"} <= set(preset_names())
     for name in preset_names():

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from sdeval.config import TomlSource
-from sdeval.errors import PolicyError
+from sdeval.core.config import TomlSource
+from sdeval.core.errors import PolicyError
 from sdeval.gates.mutations import (GraphError, GraphPlan, RegenerateConfig, RepromptStrategy, check_api_graph,
                                     insert_face_nodes, next_seed, seed_candidates)
 from sdeval.gates.policy import build_policy

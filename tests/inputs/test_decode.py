@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sdeval.errors import DecodeError
+from sdeval.core.errors import DecodeError
 from sdeval.inputs.decode import DecodeOptions, decode, open_image
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from sdeval.errors import InputError
+from sdeval.core.errors import InputError
 from sdeval.inputs.discovery import discover
 
 

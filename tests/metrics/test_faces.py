@@ -14,7 +14,7 @@ skdata = pytest.importorskip("skimage.data")
 if not hasattr(cv2, "CascadeClassifier"):  # OpenCV 5: the extra pins < 5
     pytest.skip("this OpenCV has no Haar cascades", allow_module_level=True)
 
-from sdeval.errors import MetricUnavailableError  # noqa: E402
+from sdeval.core.errors import MetricUnavailableError  # noqa: E402
 from sdeval.features import faces as F  # noqa: E402
 from sdeval.gates.checks import CHECKS  # noqa: E402
 from sdeval.inputs.record import ImageRecord  # noqa: E402
@@ -101,7 +101,7 @@ def test_opencv_without_cascades_names_the_extra(monkeypatch):
 
 
 def test_portrait_preset_expects_one_reasonable_face():
-    config = pytest.importorskip("sdeval.config")
+    config = pytest.importorskip("sdeval.gates.sources")
     policy_mod = pytest.importorskip("sdeval.gates.policy")
     policy = policy_mod.build_policy(config.load_preset("portrait"))
     assert "face" in policy.checks

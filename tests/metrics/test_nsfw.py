@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sdeval.errors import MetricUnavailableError
+from sdeval.core.errors import MetricUnavailableError
 from sdeval.features.open_nsfw import OpenNsfw, preprocess
 from sdeval.inputs.record import ImageRecord
 from sdeval.metrics.base import FeatureBatch, Missing

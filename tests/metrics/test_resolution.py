@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from sdeval.errors import UsageError
+from sdeval.core.errors import UsageError
 from sdeval.inputs.metadata.a1111 import parse_a1111
 from sdeval.inputs.metadata.comfyui import walk_graph
 from sdeval.inputs.metadata.fooocus import parse_fooocus_json

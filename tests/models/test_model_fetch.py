@@ -13,7 +13,7 @@ from typing import Iterator
 
 import pytest
 
-from sdeval.errors import EXIT_USAGE, ModelMissingError, UsageError
+from sdeval.core.errors import EXIT_USAGE, ModelMissingError, UsageError
 from sdeval.models import cache as mcache
 from sdeval.models.fetch import (ChecksumMismatchError, CorruptModelError, FetchProgress, ModelFetchError,
                                  download_file, fetch, list_models, path, resolve, verify)

@@ -78,7 +78,7 @@ def print_gate_summary(result: Any, err: bool) -> None:
         worst.add_column("verdict")
         worst.add_column("reasons", overflow="fold")
         for item in s["worst"]:
-            from sdeval.reports.writers import safe_text
+            from sdeval.core.io import safe_text
 
             worst.add_row(safe_text(item["path"]), f"[{_STYLE[item['verdict']]}]{item['verdict']}[/]",
                           "; ".join(item["reasons"]))

@@ -24,7 +24,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from sdeval.errors import InputError, UsageError
+from sdeval.core.errors import InputError, UsageError
 
 FORMAT_VERSION = 1
 CLEANFID_PREFIX = "cleanfid:"
@@ -98,7 +98,7 @@ def _paths(name: str) -> tuple[Path, Path]:
 
 
 def _atomic_bytes(path: Path, data: bytes) -> None:
-    from sdeval.reports.writers import atomic_write_bytes
+    from sdeval.core.io import atomic_write_bytes
 
     atomic_write_bytes(path, data)
 
@@ -232,7 +232,7 @@ def cleanfid_url(name: str, mode: str, *, kid: bool = False) -> str:
 
 def load_cleanfid(name: str, *, mode: str = "clean", offline: bool | None = None,
                   kid: bool = False) -> ReferenceStats:
-    from sdeval.errors import ModelMissingError
+    from sdeval.core.errors import ModelMissingError
     from sdeval.features.inception import DIM, MODEL_ID, RESOLUTION
     from sdeval.models.cache import is_offline
     from sdeval.models.fetch import download_file

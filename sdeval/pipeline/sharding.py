@@ -95,7 +95,7 @@ def init(mode: bool | str | None = "auto") -> DistContext:
 
     ``True`` requires the environment (a usage error without it); ``False`` ignores it.
     """
-    from sdeval.errors import UsageError
+    from sdeval.core.errors import UsageError
 
     if mode is False or mode == "off":
         return DistContext()

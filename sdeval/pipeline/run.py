@@ -13,21 +13,17 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from sdeval.features.base import FeatureExtractor
 from sdeval.inputs.decode import DecodeOptions
-from sdeval.inputs.loader import LoadedItem, default_workers, iter_loaded
+from sdeval.pipeline.decode_pool import LoadedItem, default_workers, iter_loaded
 from sdeval.inputs.record import ImageRecord, InputItem
 from sdeval.metrics import registry
 from sdeval.metrics.base import FeatureBatch, Metric, Missing
+from sdeval.pipeline.rows import SCHEMA_VERSION, record_row
 
 #: progress(done, total) — called from the consumer thread
 ProgressFn = Callable[[int, int], None]
 #: sink(feature_id, records, features) — every batch's features (cached or computed), for set-level
 #: metrics that reduce them (FID statistics, KID/CMMD feature banks) without a second pass
 FeatureSink = Callable[[str, Sequence[ImageRecord], Sequence[Any]], None]
-
-SCHEMA_VERSION = 1
-
-META_COLUMNS = ("source", "prompt", "negative_prompt", "seed", "requested_width", "requested_height",
-                "base_width", "base_height", "steps", "cfg", "sampler", "scheduler", "model", "model_hash")
 
 
 @dataclass(frozen=True)
@@ -235,25 +231,10 @@ def _features(ex: FeatureExtractor, good: list[LoadedItem], plan: _CachePlan, st
     return out
 
 
-def record_row(rec: ImageRecord) -> dict[str, Any]:
-    """The identity and metadata columns of a results row."""
-    md = rec.metadata
-    return {
-        "path": rec.path, "sha256": rec.sha256, "size_bytes": rec.size_bytes, "format": rec.format,
-        "mode": rec.mode, "width": rec.width, "height": rec.height,
-        "source": md.source, "prompt": md.prompt, "negative_prompt": md.negative_prompt, "seed": md.seed,
-        "requested_width": md.output_width, "requested_height": md.output_height,
-        "base_width": md.width, "base_height": md.height, "steps": md.steps, "cfg": md.cfg,
-        "sampler": md.sampler, "scheduler": md.scheduler, "model": md.model, "model_hash": md.model_hash,
-        "group": rec.group, "duplicate_of": None,
-        "warnings": list(rec.warnings), "error": rec.error,
-    }
-
-
 def protocol_of(metrics: Sequence[Metric], extractors: Sequence[FeatureExtractor],
                 options: RunOptions) -> dict[str, Any]:
     from sdeval.inputs.decode import ALPHA_BACKGROUND
-    from sdeval.protocol import package_versions
+    from sdeval.core.versions import package_versions
 
     return {
         "schema_version": SCHEMA_VERSION,

@@ -15,7 +15,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-from sdeval.errors import DecodeError
+from sdeval.core.errors import DecodeError
 from sdeval.features.base import FeatureExtractor
 from sdeval.inputs.decode import DecodeOptions, header_exif, open_image, to_rgb
 from sdeval.inputs.metadata.types import GenerationMetadata

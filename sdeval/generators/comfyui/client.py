@@ -39,7 +39,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from sdeval.errors import SdevalError
+from sdeval.core.errors import SdevalError
 
 __all__ = [
     "ComfyUIClient", "PromptResult", "OutputRef",

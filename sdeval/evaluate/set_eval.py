@@ -19,17 +19,19 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-from sdeval.errors import UsageError
-from sdeval.pipeline import META_COLUMNS, SCHEMA_VERSION, ProgressFn, RunOptions, RunStats
+from sdeval.core.errors import UsageError
+from sdeval.pipeline.rows import SCHEMA_VERSION
+from sdeval.pipeline.run import ProgressFn, RunOptions, RunStats
+from sdeval.results.schema import eval_columns
+from sdeval.results.summary import metric_stats
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from sdeval.distributed import DistContext
+    from sdeval.pipeline.sharding import DistContext
     from sdeval.metrics.set_base import FeatureSet
 
 DEFAULT_METRICS = ("fid", "kid")
-TAIL_COLUMNS = ("group", "duplicate_of", "missing", "warnings", "error")
 LOWEST_GROUPS = 20
 
 
@@ -236,12 +238,12 @@ def eval_set(generated: Sequence[str] | str, *, ref: str | None = None, ref_stat
     Under torchrun the inputs are sharded over ranks and the results gathered on rank 0 (only
     rank 0 writes ``out_dir`` and gets the rows; every rank gets the values and the summary).
     """
-    from sdeval import distributed as dist_mod
+    from sdeval.pipeline import sharding as dist_mod
     from sdeval.inputs.discovery import discover
     from sdeval.metrics import registry
     from sdeval.metrics.lpips_metrics import LpipsDiversity
     from sdeval.metrics.set_base import FeatureSet, SetMetric
-    from sdeval.pipeline import build_metrics, iter_rows
+    from sdeval.pipeline.run import build_metrics, iter_rows
 
     started_at = datetime.now(timezone.utc)
     t0 = time.perf_counter()
@@ -282,7 +284,7 @@ def eval_set(generated: Sequence[str] | str, *, ref: str | None = None, ref_stat
     ref_sets: dict[str, FeatureSet] = {}
     reference: dict[str, Any] = {"kind": None}
     if ref_stats and plan.extractors:
-        from sdeval import stats_store
+        from sdeval.evaluate import reference_stats as stats_store
 
         if ref_stats.startswith(stats_store.CLEANFID_PREFIX):
             stored = stats_store.load_cleanfid(ref_stats, mode=str(mo.get("fid_mode") or "clean"),
@@ -371,7 +373,7 @@ class RemoteError(UsageError):
 
 
 def _failure(exc: BaseException) -> dict[str, Any]:
-    from sdeval.errors import EXIT_INTERNAL, SdevalError
+    from sdeval.core.errors import EXIT_INTERNAL, SdevalError
 
     code = exc.exit_code if isinstance(exc, SdevalError) else EXIT_INTERNAL
     return {"message": f"{type(exc).__name__}: {exc}", "exit_code": code}
@@ -413,11 +415,10 @@ def _finish(rows: list[dict[str, Any]], image_metrics: Sequence[Any], set_metric
             set_values: Mapping[str, Any], rules: Sequence[Any], warnings: list[str], found: Any,
             gen_run: RunStats, ref_run: RunStats, reference: Mapping[str, Any], plan: _Plan, runner: Any,
             options: RunOptions, started_at: datetime, seconds: float, ctx: "DistContext") -> EvalResult:
-    from sdeval.api import ID_COLUMNS, _describe
-    from sdeval.pipeline import extractors_of, protocol_of
+    from sdeval.pipeline.run import extractors_of, protocol_of
 
     image_names = [m.name for m in image_metrics]
-    described = {name: _describe([r.get(name) for r in rows]) for name in image_names}
+    described = metric_stats(rows, image_names)
     values: dict[str, float | None] = {name: v.get("value") for name, v in set_values.items()}
     for name in image_names:
         values[name] = described[name].get("mean")
@@ -437,7 +438,7 @@ def _finish(rows: list[dict[str, Any]], image_metrics: Sequence[Any], set_metric
     if runner is not None:
         protocol["set_metrics"]["lpips_diversity"].update(runner.protocol())
     protocol["distributed"] = {"world_size": ctx.world_size}
-    columns = ID_COLUMNS + META_COLUMNS + tuple(image_names) + TAIL_COLUMNS
+    columns = eval_columns(image_names)
     duplicates = [{"path": r["path"], "duplicate_of": r["duplicate_of"]} for r in rows if r.get("duplicate_of")]
     features = {fid: {"cache_hits": h, "computed": c} for fid, (h, c) in gen_run.features.items()}
     ref_features = {fid: {"cache_hits": h, "computed": c} for fid, (h, c) in ref_run.features.items()}
@@ -471,7 +472,7 @@ def _finish(rows: list[dict[str, Any]], image_metrics: Sequence[Any], set_metric
 
 def write_eval_folder(result: EvalResult, out_dir: Path) -> EvalResult:
     """results.jsonl, results.csv and summary.json (atomic), as the gate writes them."""
-    from sdeval.reports.writers import write_result_files
+    from sdeval.results.files import write_result_files
 
     summary = write_result_files(out_dir, result.rows, result.columns, result.summary, SCHEMA_VERSION)
     return replace(result, out_dir=out_dir, summary=summary)
@@ -484,14 +485,14 @@ def build_stats(paths: Sequence[str] | str, name: str, *, metrics: Sequence[str]
                 progress: ProgressFn | None = None, distributed: bool | str = "auto") -> Any:
     """Reduce a reference folder to what ``metrics`` need and store it as ``name``.
 
-    Returns the stored :class:`~sdeval.stats_store.ReferenceStats` (on every rank).
+    Returns the stored :class:`~sdeval.evaluate.reference_stats.ReferenceStats` (on every rank).
     """
-    from sdeval import distributed as dist_mod
-    from sdeval import stats_store
+    from sdeval.pipeline import sharding as dist_mod
+    from sdeval.evaluate import reference_stats as stats_store
     from sdeval.inputs.discovery import discover
     from sdeval.metrics import registry
     from sdeval.metrics.set_base import FeatureSet, SetMetric
-    from sdeval.pipeline import iter_rows
+    from sdeval.pipeline.run import iter_rows
 
     stats_store.check_name(name)
     options = options or RunOptions()
@@ -529,7 +530,7 @@ def build_stats(paths: Sequence[str] | str, name: str, *, metrics: Sequence[str]
                 run = _merge_run_stats([p["run"] for p in gathered])
             for k, fs in sets.items():
                 if fs.n < 2:
-                    from sdeval.errors import InputError
+                    from sdeval.core.errors import InputError
 
                     raise InputError(f"only {fs.n} readable image(s) in {paths}: statistics need at least 2")
             features = {fid: stats_store.stored_feature_from_set(fs, plan.extractors[fid].identity())

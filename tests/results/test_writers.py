@@ -5,7 +5,8 @@ import json
 import os
 from pathlib import Path
 
-from sdeval.reports.writers import guard_cell, safe_text, write_csv, write_json, write_jsonl
+from sdeval.core.io import safe_text, write_json, write_jsonl
+from sdeval.results.files import guard_cell, write_csv
 
 
 def test_formula_guard():

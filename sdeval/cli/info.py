@@ -1,0 +1,29 @@
+"""``sdeval checks`` and ``sdeval metrics``: what the gate can measure."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command("checks")
+def list_checks() -> None:
+    """List the named checks, their rules and default thresholds."""
+    from sdeval.gates.checks import CHECKS, FAMILIES
+
+    for name, check in CHECKS.items():
+        click.echo(f"{name}: {check.description}")
+        for r in check.rules:
+            click.echo(f"    {r.describe()}    ({r.why})")
+    for fam, members in FAMILIES.items():
+        click.echo(f"family {fam}: {', '.join(members)}")
+
+
+@click.command("metrics")
+def list_metrics() -> None:
+    """List the metrics sdeval knows (built-in and plug-ins)."""
+    from sdeval.metrics import registry
+
+    for name in registry.names():
+        cls = registry.get_class(name)
+        direction = "higher is better" if cls.higher_is_better else "lower is better"
+        click.echo(f"{name:<16} {cls.kind:<6} {direction:<17} {cls.unit:<22} {cls.description}")

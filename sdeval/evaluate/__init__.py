@@ -1,0 +1,1 @@
+"""Set-level evaluation (FID/KID/CMMD/LPIPS diversity) and the reference statistics store."""

@@ -1,0 +1,58 @@
+"""Where a gate policy comes from; first found wins as the base (CLI flags then override keys):
+``--policy FILE|PRESET`` → ``./sdeval.toml`` (its ``[gate]`` table) → ``./pyproject.toml``
+(``[tool.sdeval.gate]``) → the ``default`` preset.
+"""
+
+from __future__ import annotations
+
+import sys
+from importlib import resources
+from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from sdeval.core.config import TomlSource, dig as _dig, read_toml
+from sdeval.core.errors import PolicyError
+
+
+def preset_names() -> list[str]:
+    files = resources.files("sdeval.gates").joinpath("presets")
+    return sorted(p.name[:-5] for p in files.iterdir() if p.name.endswith(".toml"))
+
+
+def load_preset(name: str) -> TomlSource:
+    res = resources.files("sdeval.gates").joinpath("presets", f"{name}.toml")
+    text = res.read_text(encoding="utf-8")
+    return TomlSource(tomllib.loads(text), name=f"preset '{name}'", text=text)
+
+
+def policy_source(policy: str | None, cwd: Path | None = None) -> TomlSource:
+    """The base policy table per the order in the module docstring."""
+    cwd = cwd or Path.cwd()
+    if policy:
+        path = Path(policy)
+        if not path.exists() and "/" not in policy and not policy.endswith(".toml"):
+            if policy in preset_names():
+                return load_preset(policy)
+            raise PolicyError(f"no policy file or preset named {policy!r} "
+                              f"(presets: {', '.join(preset_names())})")
+        data, text = read_toml(path)
+        for dotted in ("gate", "tool.sdeval.gate"):
+            table = _dig(data, dotted)
+            if table is not None:
+                return TomlSource(table, name=str(path), text=text, table=dotted)
+        return TomlSource(data, name=str(path), text=text)
+    local = cwd / "sdeval.toml"
+    if local.is_file():
+        data, text = read_toml(local)
+        return TomlSource(_dig(data, "gate") or {}, name=str(local), text=text, table="gate")
+    pyproject = cwd / "pyproject.toml"
+    if pyproject.is_file():
+        data, text = read_toml(pyproject)
+        table = _dig(data, "tool.sdeval.gate")
+        if table is not None:
+            return TomlSource(table, name=str(pyproject), text=text, table="tool.sdeval.gate")
+    return load_preset("default")

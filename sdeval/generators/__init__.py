@@ -1,0 +1,1 @@
+"""Clients of image generators: ComfyUI (HTTP, websocket, errors) and AUTOMATIC1111."""

@@ -1,0 +1,1 @@
+"""The ComfyUI client: transport, prompt tracking, errors."""

@@ -1,0 +1,1 @@
+"""Run history store (SQLite default, PostgreSQL URL), trends and regression alerts. Filled by the history issue."""

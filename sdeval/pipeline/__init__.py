@@ -1,0 +1,1 @@
+"""Decode pool -> features -> metric rows; set features; torchrun sharding."""

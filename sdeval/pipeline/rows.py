@@ -1,0 +1,28 @@
+"""The row the pipeline makes for each input: identity and metadata columns, then one per metric."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sdeval.inputs.record import ImageRecord
+
+SCHEMA_VERSION = 1
+
+ID_COLUMNS = ("path", "sha256", "size_bytes", "format", "mode", "width", "height")
+META_COLUMNS = ("source", "prompt", "negative_prompt", "seed", "requested_width", "requested_height",
+                "base_width", "base_height", "steps", "cfg", "sampler", "scheduler", "model", "model_hash")
+
+
+def record_row(rec: ImageRecord) -> dict[str, Any]:
+    """The identity and metadata columns of a results row."""
+    md = rec.metadata
+    return {
+        "path": rec.path, "sha256": rec.sha256, "size_bytes": rec.size_bytes, "format": rec.format,
+        "mode": rec.mode, "width": rec.width, "height": rec.height,
+        "source": md.source, "prompt": md.prompt, "negative_prompt": md.negative_prompt, "seed": md.seed,
+        "requested_width": md.output_width, "requested_height": md.output_height,
+        "base_width": md.width, "base_height": md.height, "steps": md.steps, "cfg": md.cfg,
+        "sampler": md.sampler, "scheduler": md.scheduler, "model": md.model, "model_hash": md.model_hash,
+        "group": rec.group, "duplicate_of": None,
+        "warnings": list(rec.warnings), "error": rec.error,
+    }
