@@ -85,49 +85,11 @@ def eval_command(generated: tuple[str, ...], ref: str | None, ref_stats: str | N
     finally:
         stages.close()
     if main_rank:
+        from sdeval.cli.output import print_eval_summary
+
         if as_json:
             from sdeval.core.io import to_json
 
             click.echo(to_json(result.summary))
         print_eval_summary(result, err=as_json)
     sys.exit(EXIT_OK if result.passed else EXIT_FAILED)
-
-
-def print_eval_summary(result: Any, err: bool) -> None:
-    """Set-level values, per-image distributions, warnings and the --fail-if outcome (rich)."""
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console(stderr=err, highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 120)
-    s = result.summary
-    if s["set_metrics"]:
-        t = Table(title="set-level metrics", title_justify="left")
-        for col in ("metric", "value", "details"):
-            t.add_column(col)
-        for name, entry in s["set_metrics"].items():
-            value = entry.get("value")
-            details = []
-            for key in ("std", "n_generated", "n_reference", "subset_size", "groups", "pairs"):
-                if entry.get(key) is not None:
-                    v = entry[key]
-                    details.append(f"{key}={v:.4g}" if isinstance(v, float) else f"{key}={v}")
-            t.add_row(name, "-" if value is None else f"{value:.6g}", " ".join(details))
-        console.print(t)
-    if s["metrics"]:
-        t = Table(title="per-image metrics", title_justify="left")
-        for col in ("metric", "n", "mean", "min", "median", "max"):
-            t.add_column(col)
-        for name, d in s["metrics"].items():
-            fmt = (lambda k: "-" if d.get(k) is None else f"{d[k]:.4g}")  # noqa: E731
-            t.add_row(name, str(d["n"]), fmt("mean"), fmt("min"), fmt("median"), fmt("max"))
-        console.print(t)
-    for w in s["warnings"]:
-        console.print(f"[yellow]warning:[/] {w}")
-    t = s["timing"]
-    console.print(f"{s['images']} generated images in {t['seconds']:.2f} s")
-    if s["fail_if"]:
-        status = "[red]FAILED[/]" if s["failures"] else "[green]PASSED[/]"
-        why = f": {'; '.join(s['failures'])}" if s["failures"] else ""
-        console.print(f"eval {status}{why}")
-    if s.get("out_dir"):
-        console.print(f"results: {s['out_dir']}/results.jsonl, results.csv, summary.json")

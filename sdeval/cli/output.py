@@ -1,6 +1,8 @@
 """What the CLI shows a person: progress on stderr and the summary tables (rich).
 
-Kept apart from the library: nothing below cli.py prints; this module is the CLI's own.
+Kept apart from the library: nothing below cli/ prints; this module is the CLI's own. Paths, prompts,
+reasons and warnings come from files sdeval did not write: every such string goes through
+:func:`plain` (rich markup escaped, unencodable characters escaped) before it reaches rich.
 """
 
 from __future__ import annotations
@@ -48,6 +50,15 @@ class Progress:
             self._bar.__exit__(*exc)
 
 
+def plain(value: Any) -> str:
+    """An untrusted string as literal rich text: ``[`` never opens markup, lone surrogates never crash."""
+    from rich.markup import escape
+
+    from sdeval.core.io import safe_text
+
+    return escape(safe_text(str(value)))
+
+
 _STYLE = {"pass": "green", "reseed": "yellow", "reprompt": "yellow", "restore_face": "yellow",
           "block": "red", "error": "magenta"}
 
@@ -70,7 +81,7 @@ def print_gate_summary(result: Any, err: bool) -> None:
         reasons.add_column("reason")
         reasons.add_column("images", justify="right")
         for item in s["top_reasons"]:
-            reasons.add_row(item["reason"], str(item["count"]))
+            reasons.add_row(plain(item["reason"]), str(item["count"]))
         console.print(reasons)
     if s["worst"]:
         worst = Table(title="worst images", title_justify="left")
@@ -78,10 +89,8 @@ def print_gate_summary(result: Any, err: bool) -> None:
         worst.add_column("verdict")
         worst.add_column("reasons", overflow="fold")
         for item in s["worst"]:
-            from sdeval.core.io import safe_text
-
-            worst.add_row(safe_text(item["path"]), f"[{_STYLE[item['verdict']]}]{item['verdict']}[/]",
-                          "; ".join(item["reasons"]))
+            worst.add_row(plain(item["path"]), f"[{_STYLE[item['verdict']]}]{item['verdict']}[/]",
+                          plain("; ".join(item["reasons"])))
         console.print(worst)
     inputs = s["inputs"]
     notes = []
@@ -94,10 +103,50 @@ def print_gate_summary(result: Any, err: bool) -> None:
     console.print("; ".join(notes))
     v = s["verdict"]
     status = "[green]PASSED[/]" if v["passed"] else "[red]FAILED[/]"
-    why = f": {'; '.join(v['reasons'])}" if v["reasons"] else ""
+    why = f": {plain('; '.join(v['reasons']))}" if v["reasons"] else ""
     console.print(f"gate {status} (pass rate {v['pass_rate']:.1%}){why}")
     if s.get("out_dir"):
-        console.print(f"results: {s['out_dir']}/results.jsonl, results.csv, summary.json")
+        console.print(f"results: {plain(s['out_dir'])}/results.jsonl, results.csv, summary.json")
+
+
+def print_eval_summary(result: Any, err: bool) -> None:
+    """Set-level values, per-image distributions, warnings and the --fail-if outcome (rich)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(stderr=err, highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 120)
+    s = result.summary
+    if s["set_metrics"]:
+        t = Table(title="set-level metrics", title_justify="left")
+        for col in ("metric", "value", "details"):
+            t.add_column(col)
+        for name, entry in s["set_metrics"].items():
+            value = entry.get("value")
+            details = []
+            for key in ("std", "n_generated", "n_reference", "subset_size", "groups", "pairs"):
+                if entry.get(key) is not None:
+                    v = entry[key]
+                    details.append(f"{key}={v:.4g}" if isinstance(v, float) else f"{key}={v}")
+            t.add_row(plain(name), "-" if value is None else f"{value:.6g}", " ".join(details))
+        console.print(t)
+    if s["metrics"]:
+        t = Table(title="per-image metrics", title_justify="left")
+        for col in ("metric", "n", "mean", "min", "median", "max"):
+            t.add_column(col)
+        for name, d in s["metrics"].items():
+            fmt = (lambda k: "-" if d.get(k) is None else f"{d[k]:.4g}")  # noqa: E731
+            t.add_row(plain(name), str(d["n"]), fmt("mean"), fmt("min"), fmt("median"), fmt("max"))
+        console.print(t)
+    for w in s["warnings"]:
+        console.print(f"[yellow]warning:[/] {plain(w)}")
+    t = s["timing"]
+    console.print(f"{s['images']} generated images in {t['seconds']:.2f} s")
+    if s["fail_if"]:
+        status = "[red]FAILED[/]" if s["failures"] else "[green]PASSED[/]"
+        why = f": {plain('; '.join(s['failures']))}" if s["failures"] else ""
+        console.print(f"eval {status}{why}")
+    if s.get("out_dir"):
+        console.print(f"results: {plain(s['out_dir'])}/results.jsonl, results.csv, summary.json")
 
 
 class FetchProgressBar:

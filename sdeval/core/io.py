@@ -31,10 +31,28 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
     return h.hexdigest()
 
 
+def _umask() -> int:
+    """The process umask, read without changing it where the OS allows (Linux: /proc)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a part.
+
+    The file gets the mode any other tool would give it (0666 less the umask), not mkstemp's 0600.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -53,12 +71,20 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def safe_text(s: str) -> str:
-    """A str that encodes to UTF-8: lone surrogates (undecodable file names) become escapes."""
+    """A str that encodes to UTF-8: lone surrogates become backslash escapes.
+
+    Undecodable bytes of a file name (``os.fsdecode``'s U+DC80..U+DCFF) come back as ``\\xe9``;
+    any other lone surrogate (metadata JSON may hold ``\\ud800``) as ``\\ud800``.
+    """
     try:
         s.encode("utf-8")
         return s
     except UnicodeEncodeError:
+        pass
+    try:
         return s.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:
+        return s.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def jsonable(value: Any) -> Any:
