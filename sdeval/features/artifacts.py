@@ -27,6 +27,12 @@ from sdeval.inputs.record import ImageRecord
 
 #: short side every resolution-dependent signal is measured at (SD 1.x native size)
 ANALYSIS_SHORT_SIDE = 512
+#: the analysis image's long side is at most this many short sides (a 16385x1 strip must not ask
+#: OpenCV for a 512 x 8.4M image)
+ANALYSIS_MAX_ASPECT = 8
+#: beyond this ratio of the sides an image is an error row for the artifact checks: the signals
+#: (edge widths, grids, self-similarity) mean nothing on a strip
+MAX_ASPECT = 64
 #: side of the square centre crop (original pixels) the latent-grid spectrum is taken on
 GRID_CROP = 512
 #: the VAE's downsampling factor: one latent cell covers 8x8 pixels
@@ -73,10 +79,11 @@ def _cv2() -> Any:
 
 
 def analysis_image(image: np.ndarray, short_side: int = ANALYSIS_SHORT_SIDE) -> np.ndarray:
-    """``image`` resized so its short side is ``short_side`` (INTER_AREA down, INTER_CUBIC up)."""
+    """``image`` resized so its short side is ``short_side`` (INTER_AREA down, INTER_CUBIC up),
+    its long side capped at ``ANALYSIS_MAX_ASPECT`` short sides."""
     cv2 = _cv2()
     h, w = image.shape[:2]
-    scale = short_side / min(h, w)
+    scale = min(short_side / min(h, w), ANALYSIS_MAX_ASPECT * short_side / max(h, w))
     if scale == 1.0:
         return image
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
@@ -300,6 +307,10 @@ def duplication_signal(grey: np.ndarray, side: int = DUPLICATION_SIDE) -> float:
 def compute_signals(image: np.ndarray) -> dict[str, float]:
     """Every artifact signal of one (H, W, 3) uint8 RGB image (see :data:`SIGNALS`)."""
     cv2 = _cv2()
+    h, w = image.shape[:2]
+    if max(h, w) > MAX_ASPECT * min(h, w):
+        raise ValueError(f"aspect ratio out of range for the artifact checks: {w}x{h} "
+                         f"(at most {MAX_ASPECT}:1)")
     rgb = np.ascontiguousarray(image[..., :3], dtype=np.uint8)
     small = analysis_image(rgb)
     grey = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
