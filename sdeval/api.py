@@ -15,6 +15,7 @@ from sdeval.inputs.discovery import Discovery, discover
 from sdeval.pipeline.rows import SCHEMA_VERSION
 from sdeval.pipeline.run import (ProgressFn, RunOptions, RunStats, build_metrics, extractors_of, iter_rows,
                                  protocol_of)
+from sdeval.results.files import check_result_folder
 from sdeval.results.schema import gate_columns
 from sdeval.results.summary import verdict_summary
 
@@ -59,6 +60,8 @@ def gate(paths: Sequence[str] | str, policy: Policy | str | None = None, *, opti
     """Evaluate ``paths`` under ``policy``; write the result folder when ``out_dir`` is given."""
     started_at = datetime.now(timezone.utc)
     t0 = time.perf_counter()
+    if out_dir is not None:
+        check_result_folder(Path(out_dir))
     policy = policy if isinstance(policy, Policy) else load_policy(policy)
     options = options or RunOptions()
     options = replace(options, metric_options={**policy.options, **options.metric_options})

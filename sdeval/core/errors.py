@@ -43,6 +43,10 @@ class PolicyError(SdevalError):
         self.line = line
 
 
+class OutputError(SdevalError):
+    """The result folder (or another output) cannot be written: a file in the way, read-only, full."""
+
+
 class MetricUnavailableError(SdevalError):
     """A metric asked for cannot run here: not built in, weights missing, extra not installed.
 

@@ -7,6 +7,7 @@ it encodable instead of failing the write.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import math
@@ -44,11 +45,8 @@ def _umask() -> int:
     return old
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a part.
-
-    The file gets the mode any other tool would give it (0666 less the umask), not mkstemp's 0600.
-    """
+def _write_temp(path: Path, data: bytes) -> str:
+    """``data`` in a fsynced temp file beside ``path`` (mode 0666 less the umask); returns its name."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -57,13 +55,56 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        _unlink(tmp)
         raise
+    return tmp
+
+
+def _unlink(tmp: str) -> None:
+    try:
+        os.unlink(tmp)
+    except FileNotFoundError:
+        pass
+
+
+def atomic_write_many(files: Mapping[Path, bytes]) -> None:
+    """Write several files so that they change together: every temp file is written first, then all
+    are renamed. A failure while writing (a full disk) leaves the previous files, complete, or none."""
+    done: list[tuple[str, Path]] = []
+    try:
+        for path, data in files.items():
+            done.append((_write_temp(path, data), path))
+    except BaseException:
+        for tmp, _ in done:
+            _unlink(tmp)
+        raise
+    for tmp, path in done:
+        os.replace(tmp, path)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a part.
+
+    The file gets the mode any other tool would give it (0666 less the umask), not mkstemp's 0600.
+    """
+    atomic_write_many({path: data})
+
+
+def check_writable_dir(path: Path) -> None:
+    """Prove that ``path`` can be created (or written, when it exists) before any work is spent,
+    leaving nothing behind. Raises ``OSError`` at once: a file in the way, a read-only filesystem,
+    no permission."""
+    path = Path(path).absolute()
+    if path.is_dir():
+        _unlink(_write_temp(path / ".sdeval-write-check", b""))
+        return
+    ancestor = path
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, f"{ancestor} is a file, not a folder", str(ancestor))
+    os.rmdir(tempfile.mkdtemp(prefix=".sdeval-write-check.", dir=ancestor))
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -106,9 +147,17 @@ def to_json(value: Any, indent: int | None = 2) -> str:
     return json.dumps(jsonable(value), indent=indent, ensure_ascii=False, allow_nan=False)
 
 
+def json_bytes(value: Any) -> bytes:
+    return (to_json(value) + "\n").encode("utf-8")
+
+
+def jsonl_bytes(rows: Iterable[Mapping[str, Any]]) -> bytes:
+    return "".join(to_json(r, indent=None) + "\n" for r in rows).encode("utf-8")
+
+
 def write_json(path: Path, value: Any) -> None:
-    atomic_write_text(path, to_json(value) + "\n")
+    atomic_write_bytes(path, json_bytes(value))
 
 
 def write_jsonl(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:
-    atomic_write_text(path, "".join(to_json(r, indent=None) + "\n" for r in rows))
+    atomic_write_bytes(path, jsonl_bytes(rows))

@@ -16,7 +16,9 @@ import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from sdeval.core.io import atomic_write_text, jsonable, safe_text, write_json, write_jsonl
+from sdeval.core.errors import OutputError
+from sdeval.core.io import (atomic_write_bytes, atomic_write_many, check_writable_dir, json_bytes, jsonable,
+                            jsonl_bytes, safe_text)
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -30,13 +32,17 @@ def guard_cell(value: Any) -> Any:
     return value
 
 
-def write_csv(path: Path, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> None:
+def csv_bytes(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> bytes:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\r\n")
     writer.writerow([guard_cell(c) for c in columns])
     for row in rows:
         writer.writerow([_csv_cell(row.get(c)) for c in columns])
-    atomic_write_text(path, buf.getvalue())
+    return buf.getvalue().encode("utf-8")
+
+
+def write_csv(path: Path, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> None:
+    atomic_write_bytes(path, csv_bytes(rows, columns))
 
 
 def _csv_cell(v: Any) -> Any:
@@ -64,13 +70,27 @@ def write_result_files(out_dir: Path, rows: Sequence[Mapping[str, Any]], columns
     discovery out of it. Returns the summary as written (with ``out_dir``)."""
     from sdeval.inputs.discovery import RESULT_MARKER
 
-    out_dir.mkdir(parents=True, exist_ok=True)
+    written = {**summary, "out_dir": str(out_dir)}
+    schema = {"schema_version": schema_version}
+    files = {
+        out_dir / "results.jsonl": jsonl_bytes({**schema, **{c: r.get(c) for c in columns}} for r in rows),
+        out_dir / "results.csv": csv_bytes(rows, columns),
+        out_dir / "summary.json": json_bytes(written),
+    }
     marker = out_dir / RESULT_MARKER
     if not marker.exists():
-        marker.write_text("sdeval result folder: sdeval does not evaluate the files below this folder\n")
-    schema = {"schema_version": schema_version}
-    write_jsonl(out_dir / "results.jsonl", ({**schema, **{c: r.get(c) for c in columns}} for r in rows))
-    write_csv(out_dir / "results.csv", rows, columns)
-    written = {**summary, "out_dir": str(out_dir)}
-    write_json(out_dir / "summary.json", written)
+        files[marker] = b"sdeval result folder: sdeval does not evaluate the files below this folder\n"
+    try:
+        atomic_write_many(files)
+    except OSError as exc:
+        raise OutputError(f"cannot write the result folder {out_dir}: {exc.strerror or exc}; "
+                          "the previous result files (if any) are unchanged") from exc
     return written
+
+
+def check_result_folder(out_dir: Path) -> None:
+    """Fail before any work when ``out_dir`` cannot hold a result folder (exit 2, naming it)."""
+    try:
+        check_writable_dir(out_dir)
+    except OSError as exc:
+        raise OutputError(f"cannot write the result folder {out_dir}: {exc.strerror or exc}") from exc

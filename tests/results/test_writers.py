@@ -83,3 +83,59 @@ def test_written_files_follow_the_umask(tmp_path: Path):
         os.umask(old)
     assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "b.json").stat().st_mode & 0o777 == 0o600
+
+
+def test_result_folder_under_a_file_or_read_only_is_exit_2_before_any_work(tmp_path: Path):
+    import pytest
+
+    from sdeval.core.errors import OutputError
+    from sdeval.results.files import check_result_folder
+
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(OutputError, match="afile") as info:
+        check_result_folder(tmp_path / "afile" / "out")
+    assert info.value.exit_code == 2
+    check_result_folder(tmp_path / "new" / "deeper")
+    assert not (tmp_path / "new").exists()  # the check leaves nothing behind
+
+
+def test_gate_checks_the_out_folder_before_evaluating(tmp_path: Path, photo_dir: Path):
+    from click.testing import CliRunner
+
+    from sdeval.cli import main
+
+    (tmp_path / "afile").write_text("x")
+    r = CliRunner().invoke(main, ["gate", str(photo_dir), "--policy", "offline", "--out", str(tmp_path / "afile" / "o")])
+    assert r.exit_code == 2 and "cannot write the result folder" in r.output and "evaluating" not in r.output
+
+
+_FILL = """
+import resource, signal, sys
+from pathlib import Path
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+from sdeval.results.files import write_result_files
+out = Path(sys.argv[1])
+rows = [{"path": "b.png", "prompt": "second"}]
+resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, 300_000))  # the disk is 'full' past 300 kB a file
+try:  # results.jsonl and results.csv fit, summary.json (written last) does not
+    write_result_files(out, rows, ["path", "prompt"], {"command": "gate", "notes": "n" * 400_000}, 1)
+except Exception as exc:
+    print(type(exc).__name__, exc.exit_code, exc)
+    sys.exit(0)
+sys.exit(1)
+"""
+
+
+def test_full_disk_mid_write_keeps_the_previous_complete_files(tmp_path: Path):
+    import subprocess
+    import sys
+
+    from sdeval.results.files import write_result_files
+
+    out = tmp_path / "out"
+    write_result_files(out, [{"path": "a.png", "prompt": "first"}], ["path", "prompt"], {"command": "gate"}, 1)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    r = subprocess.run([sys.executable, "-c", _FILL, str(out)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.startswith("OutputError 2 cannot write the result folder")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no temp files, old files intact
