@@ -75,7 +75,8 @@ class FeatureExtractor(ABC):
         """The second image this feature of ``record`` reads (its paired reference), or None.
 
         The loader reads it once with the run's decode limits, keys the cache on both files'
-        sha256 and calls :meth:`prepare_pair`; without a companion, :meth:`prepare` runs.
+        sha256 and calls :meth:`prepare_pair`; without a companion it calls ``prepare(None, record)``
+        (no pixels are decoded for a pair that cannot be formed; the value is never cached).
         """
         return None
 

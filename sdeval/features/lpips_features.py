@@ -306,8 +306,8 @@ class LpipsRefPair(_LpipsBase):
     def companion_path(self, record: ImageRecord) -> str | None:
         return self.index().find(record.path)
 
-    def prepare(self, image: np.ndarray, record: ImageRecord) -> Any:
-        """Called when the image has no paired reference."""
+    def prepare(self, image: np.ndarray | None, record: ImageRecord) -> Any:
+        """Called (without pixels) when the image has no paired reference."""
         return Missing("no paired reference image (same relative path or file name under --ref, "
                        "or a row in --lpips-pairs)")
 

@@ -64,7 +64,8 @@ _PLANNED: dict[str, tuple[str, str]] = {
 _PLANNED_ALIASES = {"clip": "clip_score"}
 #: aliases of built-ins (declared on their classes; listed here so checking a plug-in's names never
 #: imports the built-in modules). A test keeps this in step with the classes.
-BUILTIN_ALIASES = {"clip": "clip_score"}
+BUILTIN_ALIASES = {"clip": "clip_score", "sharpness": "laplacian_var", "colorfulness": "colourfulness",
+                   "clipped_color": "clipped_colour"}
 #: options every model-backed run reads, whatever the metrics (device choice, offline mode, weights)
 RUN_OPTION_NAMES = ("device", "offline", "model_paths", "batch_size")
 
@@ -187,7 +188,8 @@ def _load_plugins() -> None:
             for cls, origin in entries:
                 _problem(name, origin, f"metric plug-in '{name}' ({origin.target}) from {origin.describe()} "
                                        f"cannot replace the built-in metric '{builtin}' of sdeval "
-                                       f"{sdeval.version}; the plug-in was refused and the built-in is used "
+                                       f"{sdeval.version or '(source tree)'}; the plug-in was refused and the "
+                                       f"built-in is used "
                                        f"(rename the plug-in's metric)")
             continue
         if len({cls for cls, _ in entries}) > 1:

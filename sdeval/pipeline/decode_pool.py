@@ -80,8 +80,10 @@ def load_one(item: InputItem, plan: LoadPlan, options: DecodeOptions) -> LoadedI
         return LoadedItem(replace(record, error=f"pairing failed: {type(exc).__name__}: {exc}"))
     shas = {eid: f.sha256 for eid, f in files.items()}
     needed, cached = plan.lookup(record, shas)
+    # a pair feature without a companion has nothing to compare: it gets no pixels
+    pixels = [ex for ex in needed if ex.needs_image and (not ex.has_companion or ex.id in files)]
     rgb = None
-    if any(ex.needs_image for ex in needed):
+    if pixels:
         try:
             rgb = to_rgb(im)
         except DecodeError as exc:
@@ -89,7 +91,7 @@ def load_one(item: InputItem, plan: LoadPlan, options: DecodeOptions) -> LoadedI
         record = replace(record, height=int(rgb.shape[0]), width=int(rgb.shape[1]))
     prepared: dict[str, Any] = {}
     for ex in needed:
-        image = rgb if ex.needs_image else None
+        image = rgb if ex in pixels else None
         try:
             if ex.id in files:
                 prepared[ex.id] = ex.prepare_pair(image, _companion(files[ex.id], options), record)
