@@ -67,7 +67,7 @@ _PLANNED_ALIASES = {"clip": "clip_score"}
 BUILTIN_ALIASES = {"clip": "clip_score", "sharpness": "laplacian_var", "colorfulness": "colourfulness",
                    "clipped_color": "clipped_colour"}
 #: options every model-backed run reads, whatever the metrics (device choice, offline mode, weights)
-RUN_OPTION_NAMES = ("device", "offline", "model_paths", "batch_size")
+COMMON_OPTION_NAMES = ("device", "offline", "model_paths", "batch_size")
 
 
 class PluginWarning(UserWarning):
@@ -294,10 +294,10 @@ def create(name: str, options: Mapping[str, Any] | None = None) -> Metric:
 
 
 def option_names() -> frozenset[str]:
-    """Every run option some metric or feature extractor declares, plus :data:`RUN_OPTION_NAMES`."""
+    """Every run option some metric or feature extractor declares, plus :data:`COMMON_OPTION_NAMES`."""
     from sdeval.features.registry import extractor_class
 
-    out = set(RUN_OPTION_NAMES)
+    out = set(COMMON_OPTION_NAMES)
     for name in names():
         cls = get_class(name)
         out.update(cls.option_names)

@@ -227,8 +227,13 @@ def test_lpips_goes_through_the_loader_once_per_image_and_reruns_from_the_cache(
 
 
 def test_lpips_references_are_found_by_discovery_and_decoded_with_the_run_limits(
-        tmp_path: Path, lpips_reference: tuple) -> None:
+        tmp_path: Path, lpips_reference: tuple, monkeypatch: pytest.MonkeyPatch) -> None:
+    from PIL import Image
+
     from sdeval.inputs.decode import DecodeOptions
+
+    # open_image sets Pillow's process-wide limit from the run's; give it back to later tests
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)
 
     backbone, model = lpips_reference
     g, r = tmp_path / "gen", tmp_path / "ref"
