@@ -20,10 +20,18 @@ def list_checks() -> None:
 
 @click.command("metrics")
 def list_metrics() -> None:
-    """List the metrics sdeval knows (built-in and plug-ins)."""
+    """List the metrics sdeval knows (built-in and plug-ins) and where each comes from."""
+    import warnings
+
     from sdeval.metrics import registry
 
-    for name in registry.names():
+    with warnings.catch_warnings():  # the problems are listed below, once
+        warnings.simplefilter("ignore", registry.PluginWarning)
+        names = registry.names()
+    for name in names:
         cls = registry.get_class(name)
         direction = "higher is better" if cls.higher_is_better else "lower is better"
-        click.echo(f"{name:<16} {cls.kind:<6} {direction:<17} {cls.unit:<22} {cls.description}")
+        origin = registry.origin(name).describe()
+        click.echo(f"{name:<16} {cls.kind:<6} {direction:<17} {cls.unit:<22} {origin:<28} {cls.description}")
+    for problem in registry.plugin_problems():
+        click.echo(f"warning: {problem.message}", err=True)

@@ -1,11 +1,13 @@
 """``sdeval eval``: how far a generated set is from a reference, and how diverse it is.
 
-One pass over the generated images computes every per-image metric (clip_score, aesthetic,
-lpips_ref...) and streams the features the set-level metrics need (Inception for FID/KID, CLIP
-for CMMD/CLIP-FID) into float64 moments and float32 banks; one pass over a reference folder does
-the same (or stored statistics stand in for it). Features come from the shared content-addressed
-cache, so a nightly rerun over a mostly unchanged folder recomputes almost nothing.
-``lpips_diversity`` then runs group-wise (it needs the prompt groups, known only after the pass).
+One pass over the generated images computes every per-image metric (kinds ``image`` and ``pair``:
+clip_score, aesthetic, lpips_ref...) and streams the features the ``set`` metrics need (Inception
+for FID/KID, CLIP for CMMD/CLIP-FID) into float64 moments and float32 banks; one pass over a
+reference folder does the same (or stored statistics stand in for it). ``group`` metrics
+(lpips_diversity) then read their per-image features group by group (the groups — prompts — are
+known only after the pass), through the same loader and feature cache. Features come from the
+shared content-addressed cache, so a nightly rerun over a mostly unchanged folder recomputes almost
+nothing. What happens to a metric follows from its declared ``kind``.
 
 The result folder is the gate's: ``results.jsonl``/``results.csv`` (one row per generated image)
 and ``summary.json`` (set-level values, per-image distributions, warnings, the protocol).
@@ -17,7 +19,7 @@ import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence, cast
 
 from sdeval.core.errors import UsageError
 from sdeval.pipeline.rows import SCHEMA_VERSION
@@ -28,11 +30,15 @@ from sdeval.results.summary import metric_stats
 if TYPE_CHECKING:
     import pandas as pd
 
-    from sdeval.pipeline.sharding import DistContext
-    from sdeval.metrics.set_base import FeatureSet
+    from sdeval.features.base import FeatureExtractor
+    from sdeval.gates.rules import Rule
+    from sdeval.inputs.discovery import Discovery
+    from sdeval.inputs.record import InputItem
+    from sdeval.metrics.base import GroupMetric, ImageMetric
+    from sdeval.metrics.set_base import FeatureSet, SetMetric
+    from sdeval.pipeline.sharding import DistContext, Shard
 
 DEFAULT_METRICS = ("fid", "kid")
-LOWEST_GROUPS = 20
 
 
 @dataclass(frozen=True)
@@ -62,12 +68,12 @@ class EvalResult:
         return pd.DataFrame(self.rows, columns=list(self.columns))
 
 
-@dataclass
-class _Plan:
+@dataclass(frozen=True)
+class SetFeatures:
     """The set metrics' features: one extractor per id and what each side keeps of it."""
 
-    extractors: dict[str, Any] = field(default_factory=dict)
-    keeps: dict[str, set[str]] = field(default_factory=dict)
+    extractors: Mapping[str, "FeatureExtractor"] = field(default_factory=dict)
+    keeps: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
     def sets(self) -> dict[str, "FeatureSet"]:
         from sdeval.metrics.set_base import FeatureSet
@@ -85,7 +91,7 @@ def parse_metric_names(metrics: Sequence[str] | str | None) -> list[str]:
     return names
 
 
-def parse_fail_if(conditions: Sequence[str], known: Sequence[str]) -> list[Any]:
+def parse_fail_if(conditions: Sequence[str], known: Sequence[str]) -> list["Rule"]:
     """Rules like ``fid > 50`` (the gate's rule syntax; the action part is ignored)."""
     from sdeval.gates.rules import parse_rule
 
@@ -103,7 +109,7 @@ def parse_fail_if(conditions: Sequence[str], known: Sequence[str]) -> list[Any]:
     return rules
 
 
-def _canonical_rule(rule: Any) -> Any:
+def _canonical_rule(rule: "Rule") -> "Rule":
     """The rule with its metric's canonical name (``clip`` -> ``clip_score``) when it is an alias."""
     from sdeval.metrics import registry
 
@@ -114,62 +120,20 @@ def _canonical_rule(rule: Any) -> Any:
     return replace(rule, metric=name)
 
 
-def feature_plan(set_metrics: Sequence[Any], options: Mapping[str, Any]) -> _Plan:
+def feature_plan(set_metrics: Sequence["SetMetric"], options: Mapping[str, Any]) -> SetFeatures:
+    """One extractor per feature the set metrics read, and the union of what they keep of it."""
     from sdeval.features.registry import create_extractor
 
-    plan = _Plan()
+    extractors: dict[str, FeatureExtractor] = {}
+    keeps: dict[str, set[str]] = {}
     for m in set_metrics:
-        if not m.feature:
-            continue
-        if m.feature not in plan.extractors:
-            plan.extractors[m.feature] = create_extractor(m.feature, options)
-            plan.keeps[m.feature] = set()
-        plan.keeps[m.feature].update(m.keeps)
-    for ex in plan.extractors.values():
+        if m.feature not in extractors:
+            extractors[m.feature] = create_extractor(m.feature, options)
+            keeps[m.feature] = set()
+        keeps[m.feature].update(m.keeps)
+    for ex in extractors.values():
         ex.check_available()
-    return plan
-
-
-def _sink(sets: Mapping[str, "FeatureSet"]) -> Any:
-    def sink(feature_id: str, records: Sequence[Any], feats: Sequence[Any]) -> None:
-        fs = sets.get(feature_id)
-        if fs is not None:
-            fs.add([r.path for r in records], feats)
-    return sink
-
-
-def _merge_run_stats(parts: Sequence[Mapping[str, Any]]) -> RunStats:
-    total = RunStats()
-    for p in parts:
-        total.images += p["images"]
-        total.errors += p["errors"]
-        total.seconds = max(total.seconds, p["seconds"])
-        total.cache_problems.extend(p["cache_problems"])
-        for fid, (hits, computed) in p["features"].items():
-            acc = total.features.setdefault(fid, [0, 0])
-            acc[0] += hits
-            acc[1] += computed
-    return total
-
-
-def _run_stats_state(s: RunStats) -> dict[str, Any]:
-    return {"images": s.images, "errors": s.errors, "seconds": s.seconds, "cache_problems": list(s.cache_problems),
-            "features": {k: list(v) for k, v in s.features.items()}}
-
-
-def _mark_duplicates(rows: list[dict[str, Any]]) -> int:
-    first: dict[str, str] = {}
-    n = 0
-    for row in rows:
-        sha = row.get("sha256")
-        row["duplicate_of"] = None
-        if sha:
-            if sha in first:
-                row["duplicate_of"] = first[sha]
-                n += 1
-            else:
-                first[sha] = row["path"]
-    return n
+    return SetFeatures(extractors, {fid: frozenset(k) for fid, k in keeps.items()})
 
 
 def diversity_groups(rows: Sequence[Mapping[str, Any]]) -> tuple[list[tuple[str, list[str]]], dict[str, int]]:
@@ -197,31 +161,60 @@ def diversity_groups(rows: Sequence[Mapping[str, Any]]) -> tuple[list[tuple[str,
     return out, counts
 
 
-def _diversity(metric: Any, runner: Any, rows: list[dict[str, Any]] | None, ctx: "DistContext",
-               options: RunOptions) -> dict[str, Any] | None:
-    """Mean pairwise LPIPS per group, groups spread round-robin over ranks; the summary entry on rank 0."""
-    plan = ctx.broadcast(diversity_groups(rows) if ctx.is_main else None)
-    groups, counts = plan
-    mine = groups[ctx.rank::ctx.world_size]
-    results = runner.run(mine, workers=options.workers, max_pixels=options.decode.max_pixels)
-    gathered = ctx.gather([r.__dict__ for r in results])
-    if not ctx.is_main:
-        return None
-    per_group = sorted((g for part in gathered or [] for g in part), key=lambda g: g["key"])
-    scored = [g for g in per_group if g["mean"] is not None]
-    warnings = []
-    if not scored:
-        warnings.append("lpips_diversity: no prompt group has 2 or more readable images (group = manifest "
-                        "'group', else the prompt)")
-    if counts["ungrouped"]:
-        warnings.append(f"lpips_diversity: {counts['ungrouped']} image(s) without a group or prompt were left out")
-    value = sum(g["mean"] for g in scored) / len(scored) if scored else None
-    lowest = sorted(scored, key=lambda g: g["mean"])[:LOWEST_GROUPS]
-    return {"value": value, "groups": len(scored), "singletons": counts["singletons"],
-            "images": sum(g["images"] for g in scored), "pairs": sum(g["pairs"] for g in scored),
-            "sampled_groups": sum(1 for g in scored if g["sampled"]),
-            "lowest_groups": [{"group": g["key"], "images": g["images"], "mean": g["mean"]} for g in lowest],
-            "averaging": "mean over groups of each group's mean pairwise LPIPS", "warnings": warnings}
+# -- what a run evaluates ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _EvalSpec:
+    """What one run evaluates, decided before any image is read; the same on every rank."""
+
+    names: tuple[str, ...]
+    row_metrics: tuple["ImageMetric", ...]
+    set_metrics: tuple["SetMetric", ...]
+    group_metrics: tuple["GroupMetric", ...]
+    features: SetFeatures
+    rules: tuple["Rule", ...]
+    options: RunOptions
+    generated: tuple[str, ...]
+    ref: str | None
+    ref_stats: str | None
+
+    def main_pass_extractors(self) -> list["FeatureExtractor"]:
+        """The set features and, when cached, the group metrics' features: the main pass decodes
+        each image once, and the group phase then reads those from the cache."""
+        extra = list(self.features.extractors.values())
+        if self.options.cache:
+            extra += [ex for m in self.group_metrics for ex in m.feature_extractors()]
+        return extra
+
+
+@dataclass(frozen=True)
+class _RunContext:
+    """Where and when this process runs, and whom it tells about progress."""
+
+    ctx: "DistContext"
+    started_at: datetime
+    t0: float
+    progress: ProgressFn | None
+    reference_progress: ProgressFn | None
+
+
+@dataclass(frozen=True)
+class _StoredReference:
+    """The reference side from ``--ref-stats`` (empty without it)."""
+
+    sets: Mapping[str, "FeatureSet"] = field(default_factory=dict)
+    entry: Mapping[str, Any] = field(default_factory=lambda: {"kind": None})
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Passes:
+    """The merged passes (rank 0; ``generated`` is None on the other ranks) and what discovery found."""
+
+    generated: "Shard | None"
+    reference: "Shard | None"
+    found: "Discovery"
+    ref_found: "Discovery | None"
 
 
 def eval_set(generated: Sequence[str] | str, *, ref: str | None = None, ref_stats: str | None = None,
@@ -231,137 +224,192 @@ def eval_set(generated: Sequence[str] | str, *, ref: str | None = None, ref_stat
              distributed: bool | str = "auto") -> EvalResult:
     """Evaluate ``generated`` (folders, globs, files, manifests) against ``ref`` or ``ref_stats``.
 
-    ``metrics``: names or a comma list (default fid,kid); set-level (fid, kid, cmmd, clip_fid,
-    lpips_diversity) and per-image (clip_score, aesthetic, lpips_ref, ...) mix freely.
+    ``metrics``: names or a comma list (default fid,kid); set-level (fid, kid, cmmd, clip_fid),
+    group (lpips_diversity) and per-image (clip_score, aesthetic, lpips_ref, ...) mix freely.
     ``fail_if``: rules such as ``"fid > 50"``; a rule on a per-image metric compares its mean, and
     a rule whose metric has no value holds (a check that cannot run must not pass).
     Under torchrun the inputs are sharded over ranks and the results gathered on rank 0 (only
     rank 0 writes ``out_dir`` and gets the rows; every rank gets the values and the summary).
     """
-    from sdeval.pipeline import sharding as dist_mod
-    from sdeval.inputs.discovery import discover
-    from sdeval.metrics import registry
-    from sdeval.metrics.lpips_metrics import LpipsDiversity
-    from sdeval.metrics.set_base import FeatureSet, SetMetric
-    from sdeval.pipeline.run import build_metrics, iter_rows
+    from sdeval.pipeline import sharding
 
-    started_at = datetime.now(timezone.utc)
-    t0 = time.perf_counter()
-    options = options or RunOptions()
-    names = [registry.resolve(n) for n in dict.fromkeys(parse_metric_names(metrics))]
-    names = list(dict.fromkeys(names))
-    classes = {n: registry.get_class(n) for n in names}
-    set_names = [n for n in names if issubclass(classes[n], SetMetric)]
-    image_names = [n for n in names if n not in set_names]
-    rules = parse_fail_if(list(fail_if), names)
-    if ref and ref_stats:
-        raise UsageError("give either --ref DIR or --ref-stats NAME, not both")
-    needing = [n for n in set_names if classes[n].needs_reference]
-    if needing and not (ref or ref_stats):
-        raise UsageError(f"{', '.join(needing)} compare against a reference: give --ref DIR or --ref-stats NAME "
-                         f"(build stored statistics with `sdeval stats build DIR --name NAME`)")
-    gen_paths = [generated] if isinstance(generated, (str, Path)) else list(generated)
-    gen_paths = [str(p) for p in gen_paths]
-    mo = dict(options.metric_options)
-    device = dist_mod.rank_device(mo.get("device"), distributed)
-    if device:
-        mo["device"] = device
-    if "lpips_ref" in image_names:
-        if ref:
-            mo.setdefault("lpips_ref_dir", str(ref))
-        mo.setdefault("lpips_generated_roots", [p for p in gen_paths if Path(p).is_dir()])
-    options = replace(options, metric_options=mo)
-
-    set_metrics = [registry.create(n, mo) for n in set_names]
-    image_metrics = build_metrics(image_names, mo)
-    plan = feature_plan(set_metrics, mo)
-    diversity = next((m for m in set_metrics if isinstance(m, LpipsDiversity)), None)
-    runner = diversity.runner() if diversity is not None else None
-    if runner is not None:
-        runner.check_available()
-
-    warnings: list[str] = []
-    ref_sets: dict[str, FeatureSet] = {}
-    reference: dict[str, Any] = {"kind": None}
-    if ref_stats and plan.extractors:
-        from sdeval.evaluate import reference_stats as stats_store
-
-        if ref_stats.startswith(stats_store.CLEANFID_PREFIX):
-            stored = stats_store.load_cleanfid(ref_stats, mode=str(mo.get("fid_mode") or "clean"),
-                                               offline=mo.get("offline"), kid="kid" in set_names)
-        else:
-            stored = stats_store.load(ref_stats, offline=mo.get("offline"))
-        for fid, ex in plan.extractors.items():
-            if fid not in stored.features:
-                raise UsageError(f"reference statistics '{ref_stats}' have no {fid} features (they hold "
-                                 f"{', '.join(stored.features) or 'none'}); rebuild them with the metrics you need")
-            warnings += stats_store.check_identity(stored.features[fid], ex.identity(), ref_name=ref_stats)
-            ref_sets[fid] = stats_store.feature_set_of(stored.features[fid], sorted(plan.keeps[fid]),
-                                                       ref_name=ref_stats)
-        reference = {"kind": "stats", **stored.as_dict()}
-
-    ctx = dist_mod.init(distributed)
+    started_at, t0 = datetime.now(timezone.utc), time.perf_counter()
+    spec = _spec(generated, ref, ref_stats, metrics, fail_if, options or RunOptions(), distributed)
+    stored = _stored_reference(spec)
+    ctx = sharding.init(distributed)
+    run = _RunContext(ctx, started_at, t0, progress, reference_progress)
     try:
-        found = discover(gen_paths)
-        gen_sets = plan.sets()
-        gen_run = RunStats()
-        rows = list(iter_rows(ctx.shard(found.items), image_metrics, options, progress if ctx.is_main else None,
-                              gen_run, extra_extractors=list(plan.extractors.values()),
-                              feature_sink=_sink(gen_sets)))
-        ref_run = RunStats()
-        ref_found = None
-        if ref and plan.extractors:
-            ref_found = discover([str(ref)])
-            ref_sets = plan.sets()
-            for _ in iter_rows(ctx.shard(ref_found.items), [], options,
-                               reference_progress if ctx.is_main else None, ref_run,
-                               extra_extractors=list(plan.extractors.values()), feature_sink=_sink(ref_sets)):
-                pass
-        if ctx.world_size > 1:
-            payload = {"rows": rows, "gen": {k: v.state() for k, v in gen_sets.items()},
-                       "ref": {k: v.state() for k, v in ref_sets.items()} if ref_found is not None else None,
-                       "gen_run": _run_stats_state(gen_run), "ref_run": _run_stats_state(ref_run)}
-            gathered = ctx.gather(payload)
-            if ctx.is_main:
-                assert gathered is not None
-                rows = [r for part in gathered for r in part["rows"]]
-                gen_sets = {k: FeatureSet.from_state(gathered[0]["gen"][k]) for k in gen_sets}
-                for part in gathered[1:]:
-                    for k in gen_sets:
-                        gen_sets[k].merge(FeatureSet.from_state(part["gen"][k]))
-                if ref_found is not None:
-                    ref_sets = {k: FeatureSet.from_state(gathered[0]["ref"][k]) for k in ref_sets}
-                    for part in gathered[1:]:
-                        for k in ref_sets:
-                            ref_sets[k].merge(FeatureSet.from_state(part["ref"][k]))
-                gen_run = _merge_run_stats([p["gen_run"] for p in gathered])
-                ref_run = _merge_run_stats([p["ref_run"] for p in gathered])
-            else:
-                rows = []
-        div = _diversity(diversity, runner, rows, ctx, options) if runner is not None else None
-
-        result: EvalResult | None = None
-        if ctx.is_main:
-            try:
-                result = _main_result(rows, set_metrics, diversity, div, gen_sets, ref_sets, ref_found, ref, ref_run,
-                                      gen_run, reference, warnings, image_metrics, rules, found, plan, runner,
-                                      options, started_at, t0, ctx, out_dir)
-            except Exception as exc:
-                if ctx.world_size == 1:
-                    raise
-                ctx.broadcast({"failure": _failure(exc)})
-                raise
-        shared = ctx.broadcast(None if result is None else
-                               {k: getattr(result, k) for k in ("values", "set_metrics", "failures", "summary",
-                                                                "columns", "warnings", "out_dir")})
-        if shared is not None and "failure" in shared:
-            raise RemoteError(shared["failure"])
-        return result if result is not None else EvalResult(rows=[], **shared)
+        passes = _run_passes(spec, run)
+        groups = {m.name: _group_entry(m, spec, passes, ctx) for m in spec.group_metrics}
+        out = Path(out_dir) if out_dir is not None else None
+        return _shared_result(ctx, lambda: _main_result(spec, run, passes, stored, groups, out))
     except BaseException:
         ctx.close(clean=False)  # no barrier: the other ranks may be waiting in another collective
         raise
     finally:
         ctx.close()
+
+
+def _spec(generated: Sequence[str] | str, ref: str | None, ref_stats: str | None,
+          metrics: Sequence[str] | str | None, fail_if: Sequence[str], options: RunOptions,
+          distributed: bool | str) -> _EvalSpec:
+    """Names resolved and sorted by kind, metrics built, the options every rank runs with."""
+    from sdeval.metrics import registry
+    from sdeval.metrics.base import ROW_KINDS
+    from sdeval.pipeline.run import build_metrics
+
+    names = list(dict.fromkeys(registry.resolve(n) for n in parse_metric_names(metrics)))
+    kinds = {n: registry.get_class(n).kind for n in names}
+    rules = parse_fail_if(list(fail_if), names)
+    if ref and ref_stats:
+        raise UsageError("give either --ref DIR or --ref-stats NAME, not both")
+    set_classes = {n: cast("type[SetMetric]", registry.get_class(n)) for n in names if kinds[n] == "set"}
+    needing = [n for n, cls in set_classes.items() if cls.needs_reference]
+    if needing and not (ref or ref_stats):
+        raise UsageError(f"{', '.join(needing)} compare against a reference: give --ref DIR or --ref-stats NAME "
+                         f"(build stored statistics with `sdeval stats build DIR --name NAME`)")
+    gen_paths = tuple(str(p) for p in ([generated] if isinstance(generated, (str, Path)) else generated))
+    mo = _metric_options(options, distributed, pairs=any(kinds[n] == "pair" for n in names), ref=ref,
+                         generated=gen_paths)
+    groups = [cast("GroupMetric", registry.create(n, mo)) for n in names if kinds[n] == "group"]
+    for m in groups:
+        for ex in m.feature_extractors():
+            ex.check_available()
+    set_metrics = [cls(mo) for cls in set_classes.values()]
+    return _EvalSpec(names=tuple(names), row_metrics=tuple(build_metrics([n for n in names if kinds[n] in ROW_KINDS],
+                                                                         mo)),
+                     set_metrics=tuple(set_metrics), group_metrics=tuple(groups),
+                     features=feature_plan(set_metrics, mo), rules=tuple(rules),
+                     options=replace(options, metric_options=mo), generated=gen_paths, ref=ref, ref_stats=ref_stats)
+
+
+def _metric_options(options: RunOptions, distributed: bool | str, *, pairs: bool, ref: str | None,
+                    generated: Sequence[str]) -> dict[str, Any]:
+    """The run's metric options plus this rank's device and, for pair metrics, where references are."""
+    from sdeval.pipeline import sharding
+
+    mo = dict(options.metric_options)
+    device = sharding.rank_device(mo.get("device"), distributed)
+    if device:
+        mo["device"] = device
+    if pairs:
+        if ref:
+            mo.setdefault("lpips_ref_dir", str(ref))
+        mo.setdefault("lpips_generated_roots", [p for p in generated if Path(p).is_dir()])
+    return mo
+
+
+def _stored_reference(spec: _EvalSpec) -> _StoredReference:
+    """``--ref-stats``: stored statistics, checked to be made like this run's features."""
+    if not spec.ref_stats or not spec.features.extractors:
+        return _StoredReference()
+    from sdeval.evaluate import reference_stats as stats_store
+
+    mo = spec.options.metric_options
+    if spec.ref_stats.startswith(stats_store.CLEANFID_PREFIX):
+        stored = stats_store.load_cleanfid(spec.ref_stats, mode=str(mo.get("fid_mode") or "clean"),
+                                           offline=mo.get("offline"), kid="kid" in spec.names)
+    else:
+        stored = stats_store.load(spec.ref_stats, offline=mo.get("offline"))
+    warnings: list[str] = []
+    sets = {}
+    for fid, ex in spec.features.extractors.items():
+        if fid not in stored.features:
+            raise UsageError(f"reference statistics '{spec.ref_stats}' have no {fid} features (they hold "
+                             f"{', '.join(stored.features) or 'none'}); rebuild them with the metrics you need")
+        warnings += stats_store.check_identity(stored.features[fid], ex.identity(), ref_name=spec.ref_stats)
+        sets[fid] = stats_store.feature_set_of(stored.features[fid], sorted(spec.features.keeps[fid]),
+                                               ref_name=spec.ref_stats)
+    return _StoredReference(sets, {"kind": "stats", **stored.as_dict()}, tuple(warnings))
+
+
+# -- the passes -------------------------------------------------------------------------------------------
+
+def _run_passes(spec: _EvalSpec, run: _RunContext) -> _Passes:
+    """This rank's share of the generated (and reference) images, then the shards merged on rank 0."""
+    from sdeval.inputs.discovery import discover
+    from sdeval.pipeline.sharding import gather_shards
+
+    ctx = run.ctx
+    found = discover(list(spec.generated))
+    shards = {"generated": _pass(ctx.shard(found.items), spec.row_metrics, spec.main_pass_extractors(),
+                                 spec.features, spec.options, run.progress if ctx.is_main else None, keep_rows=True)}
+    ref_found = None
+    if spec.ref and spec.features.extractors:
+        ref_found = discover([str(spec.ref)])
+        shards["reference"] = _pass(ctx.shard(ref_found.items), (), list(spec.features.extractors.values()),
+                                    spec.features, spec.options, run.reference_progress if ctx.is_main else None,
+                                    keep_rows=False)
+    merged = gather_shards(ctx, shards)
+    if merged is None:
+        return _Passes(None, None, found, ref_found)
+    return _Passes(merged["generated"], merged.get("reference"), found, ref_found)
+
+
+def _pass(items: Sequence["InputItem"], metrics: Sequence["ImageMetric"], extractors: Sequence["FeatureExtractor"],
+          features: SetFeatures, options: RunOptions, progress: ProgressFn | None, *, keep_rows: bool) -> "Shard":
+    """One pass of the pipeline: rows (when kept) and the set features streamed into their sets."""
+    from sdeval.pipeline.run import iter_rows
+    from sdeval.pipeline.sharding import Shard
+
+    sets = features.sets()
+    stats = RunStats()
+
+    def sink(feature_id: str, records: Sequence[Any], feats: Sequence[Any]) -> None:
+        fs = sets.get(feature_id)
+        if fs is not None:
+            fs.add([r.path for r in records], feats)
+
+    rows = []
+    for row in iter_rows(items, metrics, options, progress, stats, extra_extractors=extractors, feature_sink=sink):
+        if keep_rows:
+            rows.append(row)
+    return Shard(rows, sets, stats)
+
+
+def _group_entry(metric: "GroupMetric", spec: _EvalSpec, passes: _Passes, ctx: "DistContext"
+                 ) -> dict[str, Any] | None:
+    """A group metric's summary entry (rank 0): groups from rank 0's rows, spread round-robin over ranks."""
+    from sdeval.inputs.record import InputItem
+    from sdeval.pipeline.run import iter_group_features
+
+    groups, counts = ctx.broadcast(diversity_groups(passes.generated.rows) if passes.generated is not None
+                                   else None)
+    mine = [(key, *metric.select(key, paths)) for key, paths in groups[ctx.rank::ctx.world_size]]
+    (extractor,) = metric.feature_extractors()
+    stats = RunStats()
+    features = iter_group_features(((key, [InputItem(path=p) for p in paths]) for key, paths, _ in mine),
+                                   extractor, spec.options, stats)
+    values = [metric.group_value(key, feats, errors, sampled)
+              for (key, _, sampled), (_, feats, errors) in zip(mine, features)]
+    gathered = ctx.gather({"values": values, "stats": stats.state()})
+    if gathered is None:
+        return None
+    entry = metric.summarize([v for part in gathered for v in part["values"]], counts)
+    merged = RunStats.merged([part["stats"] for part in gathered])
+    hits, computed = merged.features.get(extractor.id, [0, 0])
+    return {**entry, "features": {extractor.id: {"cache_hits": hits, "computed": computed}}}
+
+
+# -- rank 0: values, summary, result folder -----------------------------------------------------------------
+
+def _shared_result(ctx: "DistContext", make: Callable[[], EvalResult]) -> EvalResult:
+    """Rank 0 makes the result; every rank gets its values and summary (or rank 0's error)."""
+    result: EvalResult | None = None
+    if ctx.is_main:
+        try:
+            result = make()
+        except Exception as exc:
+            if ctx.world_size == 1:
+                raise
+            ctx.broadcast({"failure": _failure(exc)})
+            raise
+    shared = ctx.broadcast(None if result is None else
+                           {k: getattr(result, k) for k in ("values", "set_metrics", "failures", "summary",
+                                                            "columns", "warnings", "out_dir")})
+    if shared is not None and "failure" in shared:
+        raise RemoteError(shared["failure"])
+    return result if result is not None else EvalResult(rows=[], **shared)
 
 
 class RemoteError(UsageError):
@@ -379,51 +427,46 @@ def _failure(exc: BaseException) -> dict[str, Any]:
     return {"message": f"{type(exc).__name__}: {exc}", "exit_code": code}
 
 
-def _main_result(rows: list[dict[str, Any]], set_metrics: Sequence[Any], diversity: Any, div: Any,
-                 gen_sets: Mapping[str, Any], ref_sets: Mapping[str, Any], ref_found: Any, ref: Any,
-                 ref_run: RunStats, gen_run: RunStats, reference: dict[str, Any], warnings: list[str],
-                 image_metrics: Sequence[Any], rules: Sequence[Any], found: Any, plan: _Plan, runner: Any,
-                 options: RunOptions, started_at: datetime, t0: float, ctx: "DistContext",
-                 out_dir: str | Path | None) -> EvalResult:
-    """Rank 0's share: set values, fail_if, summary, result folder."""
-    gen_run.duplicates = _mark_duplicates(rows)
-    set_values: dict[str, Any] = {}
-    for m in set_metrics:
-        if m is diversity:
-            assert div is not None
-            set_values[m.name] = div
-            continue
-        sv = m.value(gen_sets[m.feature], ref_sets[m.feature])
-        set_values[m.name] = sv.as_dict()
+def _set_values(spec: _EvalSpec, passes: _Passes, stored: _StoredReference,
+                groups: Mapping[str, Any]) -> dict[str, Any]:
+    """Every set and group metric's entry, in the order the metrics were asked for."""
+    from sdeval.metrics.set_base import FeatureSet
+
+    assert passes.generated is not None
+    ref_sets = passes.reference.sets if passes.reference is not None else stored.sets
+    by_name: dict[str, Any] = dict(groups)
+    for m in spec.set_metrics:
+        reference = ref_sets.get(m.feature) or FeatureSet(m.feature, keep_stats=False, keep_bank=False)
+        by_name[m.name] = m.value(passes.generated.sets[m.feature], reference).as_dict()
+    return {name: by_name[name] for name in spec.names if name in by_name}
+
+
+def _reference_entry(spec: _EvalSpec, passes: _Passes, stored: _StoredReference) -> dict[str, Any]:
+    if passes.reference is None or passes.ref_found is None:
+        return dict(stored.entry)
+    stats = passes.reference.stats
+    return {"kind": "dir", "path": str(spec.ref), "images": stats.images, "errors": stats.errors,
+            "skipped_non_images": dict(passes.ref_found.skipped)}
+
+
+def _warnings(passes: _Passes, stored: _StoredReference, set_values: Mapping[str, Any]) -> list[str]:
+    from sdeval.metrics import registry
+
+    warnings = list(stored.warnings)
     for entry in set_values.values():
         warnings.extend(w for w in entry.get("warnings", []) if w not in warnings)
-    if ref_found is not None:
-        reference = {"kind": "dir", "path": str(ref), "images": ref_run.images, "errors": ref_run.errors,
-                     "skipped_non_images": dict(ref_found.skipped)}
-        if ref_run.errors:
-            warnings.append(f"{ref_run.errors} reference image(s) could not be read and were left out")
-    if gen_run.errors:
-        warnings.append(f"{gen_run.errors} generated image(s) could not be read and were left out")
-    result = _finish(rows, image_metrics, set_metrics, set_values, rules, warnings, found, gen_run, ref_run,
-                     reference, plan, runner, options, started_at, time.perf_counter() - t0, ctx)
-    if out_dir is not None:
-        result = write_eval_folder(result, Path(out_dir))
-    return result
+    if passes.reference is not None and passes.reference.stats.errors:
+        warnings.append(f"{passes.reference.stats.errors} reference image(s) could not be read and were left out")
+    assert passes.generated is not None
+    if passes.generated.stats.errors:
+        warnings.append(f"{passes.generated.stats.errors} generated image(s) could not be read and were left out")
+    warnings.extend(p.message for p in registry.plugin_problems() if p.message not in warnings)
+    return warnings
 
 
-def _finish(rows: list[dict[str, Any]], image_metrics: Sequence[Any], set_metrics: Sequence[Any],
-            set_values: Mapping[str, Any], rules: Sequence[Any], warnings: list[str], found: Any,
-            gen_run: RunStats, ref_run: RunStats, reference: Mapping[str, Any], plan: _Plan, runner: Any,
-            options: RunOptions, started_at: datetime, seconds: float, ctx: "DistContext") -> EvalResult:
-    from sdeval.pipeline.run import extractors_of, protocol_of
-
-    image_names = [m.name for m in image_metrics]
-    described = metric_stats(rows, image_names)
-    values: dict[str, float | None] = {name: v.get("value") for name, v in set_values.items()}
-    for name in image_names:
-        values[name] = described[name].get("mean")
-    failures = []
-    checks = []
+def _fail_if(rules: Sequence["Rule"], values: Mapping[str, float | None]) -> tuple[list[str], list[dict[str, Any]]]:
+    """(reasons of the rules that hold, every rule's check); a rule on a metric without value holds."""
+    failures, checks = [], []
     for rule in rules:
         v = values.get(rule.metric)
         fired = True if v is None else rule.fires(v)
@@ -432,20 +475,38 @@ def _finish(rows: list[dict[str, Any]], image_metrics: Sequence[Any], set_metric
         checks.append({"rule": f"{rule.metric} {rule.op} {rule.threshold:g}", "value": v, "fired": fired})
         if fired:
             failures.append(text)
-    extractors = extractors_of(image_metrics) + list(plan.extractors.values())
-    protocol = protocol_of(image_metrics, extractors, options)
-    protocol["set_metrics"] = {m.name: m.protocol() for m in set_metrics}
-    if runner is not None:
-        protocol["set_metrics"]["lpips_diversity"].update(runner.protocol())
-    protocol["distributed"] = {"world_size": ctx.world_size}
-    columns = eval_columns(image_names)
-    duplicates = [{"path": r["path"], "duplicate_of": r["duplicate_of"]} for r in rows if r.get("duplicate_of")]
-    features = {fid: {"cache_hits": h, "computed": c} for fid, (h, c) in gen_run.features.items()}
-    ref_features = {fid: {"cache_hits": h, "computed": c} for fid, (h, c) in ref_run.features.items()}
+    return failures, checks
+
+
+def _protocol(spec: _EvalSpec, world_size: int) -> dict[str, Any]:
+    from sdeval.pipeline.run import extractors_of, protocol_of
+
+    extractors = extractors_of(spec.row_metrics) + spec.main_pass_extractors()
+    protocol = protocol_of(spec.row_metrics, list({ex.id: ex for ex in extractors}.values()), spec.options)
+    kept = {m.name: m for m in (*spec.set_metrics, *spec.group_metrics)}
+    protocol["set_metrics"] = {name: kept[name].protocol() for name in spec.names if name in kept}
+    protocol["distributed"] = {"world_size": world_size}
+    return protocol
+
+
+def _main_result(spec: _EvalSpec, run: _RunContext, passes: _Passes, stored: _StoredReference,
+                 groups: Mapping[str, Any], out_dir: Path | None) -> EvalResult:
+    """Rank 0's share: set values, fail_if, summary, result folder."""
+    assert passes.generated is not None
+    rows, gen_run = passes.generated.rows, passes.generated.stats
+    ref_run = passes.reference.stats if passes.reference is not None else RunStats()
+    set_values = _set_values(spec, passes, stored, groups)
+    warnings = _warnings(passes, stored, set_values)
+    image_names = [m.name for m in spec.row_metrics]
+    described = metric_stats(rows, image_names)
+    values: dict[str, float | None] = {name: v.get("value") for name, v in set_values.items()}
+    values.update({name: described[name].get("mean") for name in image_names})
+    failures, checks = _fail_if(spec.rules, values)
+    seconds = time.perf_counter() - run.t0
     summary = {
         "schema_version": SCHEMA_VERSION,
         "command": "eval",
-        "started_at": started_at.isoformat(timespec="seconds"),
+        "started_at": run.started_at.isoformat(timespec="seconds"),
         "passed": not failures,
         "fail_if": checks,
         "failures": failures,
@@ -455,19 +516,25 @@ def _finish(rows: list[dict[str, Any]], image_metrics: Sequence[Any], set_metric
         "set_metrics": dict(set_values),
         "metrics": described,
         "warnings": list(warnings),
-        "inputs": {"skipped_non_images": dict(found.skipped), "manifests": list(found.manifests),
-                   "duplicates": duplicates},
-        "reference": dict(reference),
-        "protocol": protocol,
-        "features": features,
-        "reference_features": ref_features,
+        "inputs": {"skipped_non_images": dict(passes.found.skipped), "manifests": list(passes.found.manifests),
+                   "duplicates": [{"path": r["path"], "duplicate_of": r["duplicate_of"]}
+                                  for r in rows if r.get("duplicate_of")]},
+        "reference": _reference_entry(spec, passes, stored),
+        "protocol": _protocol(spec, run.ctx.world_size),
+        "features": _feature_counts(gen_run),
+        "reference_features": _feature_counts(ref_run),
         "cache_problems": list(gen_run.cache_problems) + list(ref_run.cache_problems),
         "timing": {"seconds": round(seconds, 3), "pipeline_seconds": round(gen_run.seconds, 3),
                    "reference_seconds": round(ref_run.seconds, 3),
                    "images_per_second": round((len(rows) + ref_run.images) / seconds, 2) if seconds > 0 else None},
     }
-    return EvalResult(rows=rows, values=values, set_metrics=dict(set_values), failures=tuple(failures),
-                      summary=summary, columns=columns, warnings=tuple(warnings))
+    result = EvalResult(rows=rows, values=values, set_metrics=dict(set_values), failures=tuple(failures),
+                        summary=summary, columns=eval_columns(image_names), warnings=tuple(warnings))
+    return write_eval_folder(result, out_dir) if out_dir is not None else result
+
+
+def _feature_counts(stats: RunStats) -> dict[str, dict[str, int]]:
+    return {fid: {"cache_hits": h, "computed": c} for fid, (h, c) in stats.features.items()}
 
 
 def write_eval_folder(result: EvalResult, out_dir: Path) -> EvalResult:
@@ -487,58 +554,28 @@ def build_stats(paths: Sequence[str] | str, name: str, *, metrics: Sequence[str]
 
     Returns the stored :class:`~sdeval.evaluate.reference_stats.ReferenceStats` (on every rank).
     """
-    from sdeval.pipeline import sharding as dist_mod
     from sdeval.evaluate import reference_stats as stats_store
     from sdeval.inputs.discovery import discover
-    from sdeval.metrics import registry
-    from sdeval.metrics.set_base import FeatureSet, SetMetric
-    from sdeval.pipeline.run import iter_rows
+    from sdeval.pipeline import sharding
 
     stats_store.check_name(name)
     options = options or RunOptions()
-    mo = dict(options.metric_options)
-    device = dist_mod.rank_device(mo.get("device"), distributed)
-    if device:
-        mo["device"] = device
-    names = list(dict.fromkeys(registry.resolve(n) for n in parse_metric_names(metrics)))
-    set_metrics = []
-    for n in names:
-        cls = registry.get_class(n)
-        if not issubclass(cls, SetMetric) or not cls.needs_reference:
-            raise UsageError(f"'{n}' does not compare against reference statistics (use fid, kid, cmmd, clip_fid)")
-        set_metrics.append(registry.create(n, mo))
+    set_metrics = _reference_metrics(metrics, options, distributed)
+    options = replace(options, metric_options=set_metrics[0].options)
     if not overwrite and (stats_store.stats_dir() / f"{name}.json").exists():
         raise UsageError(f"reference statistics '{name}' already exist; use --overwrite to replace them")
-    plan = feature_plan(set_metrics, mo)
-    found = discover([paths] if isinstance(paths, (str, Path)) else [str(p) for p in paths])
-    ctx = dist_mod.init(distributed)
+    features = feature_plan(set_metrics, options.metric_options)
+    path_list = [str(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
+    found = discover(path_list)
+    ctx = sharding.init(distributed)
     try:
-        sets = plan.sets()
-        run = RunStats()
-        for _ in iter_rows(ctx.shard(found.items), [], options, progress if ctx.is_main else None, run,
-                           extra_extractors=list(plan.extractors.values()), feature_sink=_sink(sets)):
-            pass
-        gathered = ctx.gather({"sets": {k: v.state() for k, v in sets.items()}, "run": _run_stats_state(run)})
+        shard = _pass(ctx.shard(found.items), (), list(features.extractors.values()), features, options,
+                      progress if ctx.is_main else None, keep_rows=False)
+        merged = sharding.gather_shards(ctx, {"reference": shard})
         stored = None
-        if ctx.is_main:
-            assert gathered is not None
-            if ctx.world_size > 1:
-                sets = {k: FeatureSet.from_state(gathered[0]["sets"][k]) for k in sets}
-                for part in gathered[1:]:
-                    for k in sets:
-                        sets[k].merge(FeatureSet.from_state(part["sets"][k]))
-                run = _merge_run_stats([p["run"] for p in gathered])
-            for k, fs in sets.items():
-                if fs.n < 2:
-                    from sdeval.core.errors import InputError
-
-                    raise InputError(f"only {fs.n} readable image(s) in {paths}: statistics need at least 2")
-            features = {fid: stats_store.stored_feature_from_set(fs, plan.extractors[fid].identity())
-                        for fid, fs in sets.items()}
-            source = {"paths": [str(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)],
-                      "images": run.images, "errors": run.errors, "metrics": names,
-                      "protocol": {fid: ex.protocol() for fid, ex in plan.extractors.items()}}
-            stored = stats_store.save(name, features, source, overwrite=overwrite)
+        if merged is not None:
+            stored = _save_stats(name, merged["reference"], features, path_list,
+                                 [m.name for m in set_metrics], overwrite)
         ok = ctx.broadcast(stored is not None if ctx.is_main else None)
         if not ctx.is_main and ok:
             stored = stats_store.load(name)
@@ -548,3 +585,38 @@ def build_stats(paths: Sequence[str] | str, name: str, *, metrics: Sequence[str]
         raise
     finally:
         ctx.close()
+
+
+def _reference_metrics(metrics: Sequence[str] | str | None, options: RunOptions,
+                       distributed: bool | str) -> list["SetMetric"]:
+    """The set metrics that compare against a reference, built with this rank's device."""
+    from sdeval.metrics import registry
+    from sdeval.pipeline import sharding
+
+    mo = dict(options.metric_options)
+    device = sharding.rank_device(mo.get("device"), distributed)
+    if device:
+        mo["device"] = device
+    out = []
+    for n in dict.fromkeys(registry.resolve(n) for n in parse_metric_names(metrics)):
+        cls = registry.get_class(n)
+        if cls.kind != "set" or not cast("type[SetMetric]", cls).needs_reference:
+            raise UsageError(f"'{n}' does not compare against reference statistics (use fid, kid, cmmd, clip_fid)")
+        out.append(cast("SetMetric", cls(mo)))
+    return out
+
+
+def _save_stats(name: str, shard: "Shard", features: SetFeatures, paths: Sequence[str], metric_names: Sequence[str],
+                overwrite: bool) -> Any:
+    from sdeval.core.errors import InputError
+    from sdeval.evaluate import reference_stats as stats_store
+
+    for fs in shard.sets.values():
+        if fs.n < 2:
+            raise InputError(f"only {fs.n} readable image(s) in {', '.join(paths)}: statistics need at least 2")
+    stored = {fid: stats_store.stored_feature_from_set(fs, features.extractors[fid].identity())
+              for fid, fs in shard.sets.items()}
+    source = {"paths": list(paths), "images": shard.stats.images, "errors": shard.stats.errors,
+              "metrics": list(metric_names),
+              "protocol": {fid: ex.protocol() for fid, ex in features.extractors.items()}}
+    return stats_store.save(name, stored, source, overwrite=overwrite)

@@ -22,7 +22,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 
@@ -330,51 +330,3 @@ class NullCache:
 def open_feature_cache(enabled: bool = True, path: Path | str | None = None) -> FeatureCache | NullCache:
     return FeatureCache(path) if enabled else NullCache()
 
-
-# -- helpers the pipeline uses with any extractor ------------------------------------------------
-
-def extractor_cache_key(extractor: Any) -> str | None:
-    """The extractor's cache key, or None when its features must not be cached."""
-    fn = getattr(extractor, "cache_key", None)
-    return fn() if callable(fn) else None
-
-
-def content_key(extractor: Any, record: Any) -> str | None:
-    """Per-record key: the file's sha256 unless the extractor keys by something else (a prompt)."""
-    fn = getattr(extractor, "content_key", None)
-    if callable(fn):
-        return fn(record)
-    return getattr(record, "sha256", None)
-
-
-def lookup(cache: FeatureCache | NullCache, extractor: Any, records: Sequence[Any]) -> dict[int, Any]:
-    """Cached features of ``records`` for ``extractor``, by record index (hits only)."""
-    feature_key = extractor_cache_key(extractor)
-    if feature_key is None or not cache.enabled:
-        return {}
-    keys = [content_key(extractor, r) for r in records]
-    found = cache.get_many([k for k in keys if k], feature_key)
-    decode = getattr(extractor, "from_cache", None)
-    out: dict[int, Any] = {}
-    for i, k in enumerate(keys):
-        if k and k in found:
-            out[i] = decode(found[k]) if callable(decode) else found[k]
-    return out
-
-
-def store(cache: FeatureCache | NullCache, extractor: Any, records: Sequence[Any],
-          values: Sequence[Any]) -> int:
-    """Cache computed features; values that are Missing/None/errors are skipped."""
-    feature_key = extractor_cache_key(extractor)
-    if feature_key is None or not cache.enabled:
-        return 0
-    from sdeval.features.base import Missing
-
-    encode = getattr(extractor, "to_cache", None)
-    items: dict[str, Any] = {}
-    for record, value in zip(records, values):
-        k = content_key(extractor, record)
-        if not k or value is None or isinstance(value, (Missing, BaseException)):
-            continue
-        items[k] = encode(value) if callable(encode) else value
-    return cache.put_many(feature_key, items)

@@ -10,13 +10,16 @@ Images are compared at ``lpips_size`` x ``lpips_size`` (default 256, bicubic fro
 [-1, 1], as ``lpips.im2tensor`` does: LPIPS needs equal sizes and is resolution dependent, so the
 size is part of the protocol.
 
-Two uses:
+Two features, both read by the pipeline's loader, decode pool and feature cache:
 
-* ``lpips_ref_pair`` (a feature, per image): the distance to a paired reference image, matched
-  by a pairs file, by the same relative path under the reference folder, or by file stem;
-* :func:`group_diversity`: mean pairwise LPIPS within a group of images (one prompt across
-  seeds). The trunk runs once per image; pair distances are formed from the normalised layer
-  features exactly as ``LPIPS.forward`` does.
+* ``lpips_ref_pair`` (a pair feature, per image): the distance to a paired reference image, matched
+  by a pairs file, by the same relative path under the reference folder, or by file stem; the
+  reference is the feature's companion file (read and decoded by the same loader, cached on both
+  files' sha256);
+* ``lpips_trunk`` (per image): the unit-normalised trunk activations of each layer, from which
+  :meth:`LpipsTrunk.mean_pairwise` forms every pair's distance exactly as ``LPIPS.forward`` does
+  (the trunk once per image, not once per pair). Per image it holds sum(C*H*W) float32 values over
+  the five layers: about 2.5 MB for ``alex`` at 256, 32 MB for ``vgg``.
 """
 
 from __future__ import annotations
@@ -29,25 +32,24 @@ import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterable, Mapping, Sequence
+from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 
 from sdeval.core.errors import InputError, ModelMissingError, UsageError
-from sdeval.features.base import FeatureExtractor
+from sdeval.features.base import Companion, FeatureExtractor, Missing
 from sdeval.inputs.record import ImageRecord
-from sdeval.features.base import Missing
 
 NETS = {"alex": "lpips-alex", "vgg": "lpips-vgg"}
 #: torchvision ``features`` index ranges of each LPIPS slice (lpips.pretrained_networks)
 _SLICES = {"alex": ((0, 2), (2, 5), (5, 8), (8, 10), (10, 12)),
            "vgg": ((0, 4), (4, 9), (9, 16), (16, 23), (23, 30))}
 DEFAULT_SIZE = 256
-OPTION_NAMES = ("lpips_net", "lpips_size", "lpips_ref_dir", "lpips_pairs", "device", "batch_size",
-                "offline", "model_paths")
-
-_MODELS: dict[tuple[str, str, str], Any] = {}
-_MODELS_LOCK = threading.Lock()
+#: the LPIPS version of the perceptual linear layers in the wheel (``weights/v0.1``)
+LPIPS_VERSION = "0.1"
+_COMMON_OPTIONS = ("lpips_net", "lpips_size", "device", "batch_size", "offline", "model_paths")
+OPTION_NAMES = _COMMON_OPTIONS + ("lpips_ref_dir", "lpips_pairs", "lpips_generated_roots")
+TRUNK_OPTION_NAMES = _COMMON_OPTIONS
 
 
 @dataclass(frozen=True)
@@ -73,16 +75,6 @@ class LpipsSettings:
                    batch_size=int(o.get("batch_size") or 32))
 
 
-def _device(name: str) -> str:
-    import torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError(f"device '{name}' requested but CUDA is not available")
-    return name
-
-
 def linear_weights_path(net: str) -> Path:
     """The perceptual linear layers shipped inside the lpips wheel."""
     import lpips
@@ -98,35 +90,35 @@ def backbone_path(net: str, options: Mapping[str, Any] | None) -> Path:
 
 
 def load_lpips(net: str, backbone: Path, device: str) -> Any:
-    """``lpips.LPIPS`` with the torchvision backbone state dict at ``backbone`` copied into its trunk."""
-    import torch
+    """``lpips.LPIPS`` with the torchvision backbone state dict at ``backbone`` copied into its trunk
+    (loaded once per process and device, through :func:`sdeval.models.loaded.load_once`)."""
+    from sdeval.models.loaded import load_once
 
     key = (net, str(Path(backbone).resolve()), device)
-    with _MODELS_LOCK:
-        model = _MODELS.get(key)
-        if model is not None:
-            return model
-        import lpips
-        import torchvision
+    return load_once("lpips", key, lambda: _build_lpips(net, Path(backbone), device))
 
-        with warnings.catch_warnings():  # lpips passes torchvision's deprecated ``pretrained=False``
-            warnings.simplefilter("ignore")
-            model = lpips.LPIPS(net=net, pretrained=True, pnet_rand=True, verbose=False)
-            tv = torchvision.models.alexnet(weights=None) if net == "alex" else torchvision.models.vgg16(weights=None)
-        try:
-            state = torch.load(str(backbone), map_location="cpu", weights_only=True)
-            tv.load_state_dict(state, strict=True)
-        except Exception as exc:  # noqa: BLE001 - a bad file must name itself
-            raise ModelMissingError(
-                f"{backbone} is not a torchvision {'AlexNet' if net == 'alex' else 'VGG-16'} state dict: {exc}\n"
-                f"  how to get it: run `sdeval models fetch {NETS[net]}`") from exc
-        slices = [getattr(model.net, f"slice{i + 1}") for i in range(len(_SLICES[net]))]
-        for sl, (lo, hi) in zip(slices, _SLICES[net]):
-            for idx in range(lo, hi):
-                sl._modules[str(idx)].load_state_dict(tv.features[idx].state_dict())
-        model = model.to(device).eval()
-        _MODELS[key] = model
-        return model
+
+def _build_lpips(net: str, backbone: Path, device: str) -> Any:
+    import lpips
+    import torch
+    import torchvision
+
+    with warnings.catch_warnings():  # lpips passes torchvision's deprecated ``pretrained=False``
+        warnings.simplefilter("ignore")
+        model = lpips.LPIPS(net=net, pretrained=True, pnet_rand=True, verbose=False)
+        tv = torchvision.models.alexnet(weights=None) if net == "alex" else torchvision.models.vgg16(weights=None)
+    try:
+        state = torch.load(str(backbone), map_location="cpu", weights_only=True)
+        tv.load_state_dict(state, strict=True)
+    except Exception as exc:  # noqa: BLE001 - a bad file must name itself
+        raise ModelMissingError(
+            f"{backbone} is not a torchvision {'AlexNet' if net == 'alex' else 'VGG-16'} state dict: {exc}\n"
+            f"  how to get it: run `sdeval models fetch {NETS[net]}`") from exc
+    slices = [getattr(model.net, f"slice{i + 1}") for i in range(len(_SLICES[net]))]
+    for sl, (lo, hi) in zip(slices, _SLICES[net]):
+        for idx in range(lo, hi):
+            sl._modules[str(idx)].load_state_dict(tv.features[idx].state_dict())
+    return model.to(device).eval()
 
 
 def to_input(image: np.ndarray, size: int) -> np.ndarray:
@@ -156,7 +148,9 @@ def pair_distances(model: Any, feats_a: Sequence[Any], feats_b: Sequence[Any]) -
     return total.reshape(-1)
 
 
-class _LpipsBase:
+class _LpipsBase(FeatureExtractor):
+    """What both LPIPS features share: settings, backbone weights, device, model, identity."""
+
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         self.options = dict(options or {})
         self.settings = LpipsSettings.from_options(self.options)
@@ -170,29 +164,53 @@ class _LpipsBase:
 
     def device(self) -> str:
         if self._device is None:
-            self._device = _device(self.settings.device)
+            from sdeval.core.device import choose_device
+
+            self._device = choose_device(self.settings.device)
         return self._device
 
     def model(self) -> Any:
         return load_lpips(self.settings.net, self.backbone_path(), self.device())
 
+    def check_available(self) -> None:
+        self.backbone_path()
+        self.device()
+
     def lpips_identity(self) -> dict[str, Any]:
+        """The LPIPS model and input: net, size, both weight files, the linear layers' LPIPS version."""
         from sdeval.models.fetch import weights_sha256
 
         return {"net": self.settings.net, "size": self.settings.size, "backbone_id": NETS[self.settings.net],
                 "backbone_sha256": weights_sha256(self.backbone_path()),
                 "linear_sha256": weights_sha256(linear_weights_path(self.settings.net)),
-                "version": "0.1", "input": "bicubic resize from uint8, scaled to [-1, 1]"}
+                "lpips_version": LPIPS_VERSION, "input": "bicubic resize from uint8, scaled to [-1, 1]"}
+
+    def identity(self) -> dict[str, Any]:
+        """The feature's own id and version beside (never overwritten by) the LPIPS identity."""
+        return {"id": self.id, "version": self.version, **self.lpips_identity()}
+
+    def cache_key(self) -> str | None:
+        digest = hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()
+        return f"{self.id}/v{self.version}/{self.settings.net}/{self.settings.size}/{digest[:16]}"
+
+    def _tensor(self, arrays: Sequence[np.ndarray]) -> Any:
+        import torch
+
+        return torch.from_numpy(np.stack(arrays)).to(self.device())
 
 
 # -- pairing generated images with reference images ---------------------------------------------------
 
 class ReferenceIndex:
-    """Finds the reference image of a generated one: pairs file, same relative path, same stem."""
+    """Finds the reference image of a generated one: pairs file, same relative path, same stem.
+
+    The reference folder's images are listed by :func:`sdeval.inputs.discovery.discover`, as any
+    input folder is (same suffixes, same order, result folders skipped).
+    """
 
     def __init__(self, ref_dir: str | None, generated_roots: Sequence[str] = (),
                  pairs_file: str | None = None) -> None:
-        from sdeval.inputs.discovery import IMAGE_SUFFIXES
+        from sdeval.inputs.discovery import discover
 
         self.ref_dir = Path(ref_dir) if ref_dir else None
         self.roots = [Path(r) for r in generated_roots if Path(r).is_dir()]
@@ -201,12 +219,8 @@ class ReferenceIndex:
         if self.ref_dir is not None:
             if not self.ref_dir.is_dir():
                 raise InputError(f"reference folder not found: {self.ref_dir}")
-            for dirpath, dirnames, filenames in os.walk(self.ref_dir):
-                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-                for name in sorted(filenames):
-                    p = Path(dirpath) / name
-                    if p.suffix.lower() in IMAGE_SUFFIXES and not name.startswith("."):
-                        self.by_stem.setdefault(p.stem, []).append(str(p))
+            for item in discover([str(self.ref_dir)]).items:
+                self.by_stem.setdefault(Path(item.path).stem, []).append(item.path)
 
     def find(self, path: str) -> str | None:
         key = os.path.normpath(os.path.abspath(path))
@@ -256,26 +270,7 @@ def read_pairs(path: Path) -> dict[str, str]:
     return out
 
 
-_SHA_MEMO: dict[tuple[str, int, int], str] = {}
-_SHA_LOCK = threading.Lock()
-
-
-def _file_sha(path: str) -> str | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    key = (os.path.abspath(path), st.st_size, st.st_mtime_ns)
-    with _SHA_LOCK:
-        if key in _SHA_MEMO:
-            return _SHA_MEMO[key]
-    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    with _SHA_LOCK:
-        _SHA_MEMO[key] = digest
-    return digest
-
-
-class LpipsRefPair(_LpipsBase, FeatureExtractor):
+class LpipsRefPair(_LpipsBase):
     """LPIPS distance between each image and its paired reference (a float per image).
 
     Options: ``lpips_ref_dir`` and/or ``lpips_pairs`` (a CSV/JSONL of path,reference),
@@ -286,6 +281,7 @@ class LpipsRefPair(_LpipsBase, FeatureExtractor):
     id: ClassVar[str] = "lpips_ref_pair"
     version: ClassVar[str] = "1"
     option_names: ClassVar[tuple[str, ...]] = OPTION_NAMES
+    has_companion: ClassVar[bool] = True
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(options)
@@ -305,30 +301,21 @@ class LpipsRefPair(_LpipsBase, FeatureExtractor):
 
     def check_available(self) -> None:
         self.index()
-        self.backbone_path()
-        self.device()
+        super().check_available()
 
-    def content_key(self, record: ImageRecord) -> str | None:
-        ref = self.index().find(record.path)
-        ref_sha = _file_sha(ref) if ref else None
-        if not record.sha256 or not ref_sha:
-            return None
-        return f"{record.sha256}+{ref_sha}"
+    def companion_path(self, record: ImageRecord) -> str | None:
+        return self.index().find(record.path)
 
-    def prepare(self, image: np.ndarray, record: ImageRecord) -> Any:
-        from sdeval.core.errors import DecodeError
-        from sdeval.inputs.decode import decode
+    def prepare(self, image: np.ndarray | None, record: ImageRecord) -> Any:
+        """Called (without pixels) when the image has no paired reference."""
+        return Missing("no paired reference image (same relative path or file name under --ref, "
+                       "or a row in --lpips-pairs)")
 
-        ref = self.index().find(record.path)
-        if ref is None:
-            return Missing("no paired reference image (same relative path or file name under --ref, "
-                           "or a row in --lpips-pairs)")
-        try:
-            ref_rgb = decode(Path(ref).read_bytes())
-        except (OSError, DecodeError) as exc:
-            return Missing(f"reference image {ref} unreadable: {exc}")
+    def prepare_pair(self, image: np.ndarray, companion: Companion, record: ImageRecord) -> Any:
+        if companion.image is None:
+            return Missing(f"reference image {companion.path} unreadable: {companion.error}")
         size = self.settings.size
-        return to_input(image, size), to_input(ref_rgb, size)
+        return to_input(image, size), to_input(companion.image, size)
 
     def compute(self, prepared: Sequence[Any]) -> list[Any]:
         import torch
@@ -341,108 +328,64 @@ class LpipsRefPair(_LpipsBase, FeatureExtractor):
         step = self.settings.batch_size
         for start in range(0, len(todo), step):
             chunk = todo[start:start + step]
-            x0 = torch.from_numpy(np.stack([prepared[i][0] for i in chunk])).to(self.device())
-            x1 = torch.from_numpy(np.stack([prepared[i][1] for i in chunk])).to(self.device())
+            x0 = self._tensor([prepared[i][0] for i in chunk])
+            x1 = self._tensor([prepared[i][1] for i in chunk])
             with torch.inference_mode():
                 d = model(x0, x1).reshape(-1).double().cpu().numpy()
             for i, v in zip(chunk, d):
                 out[i] = float(v)
         return out
 
-    def cache_key(self) -> str | None:
-        parts = {"id": self.id, "version": self.version, **self.lpips_identity()}
-        digest = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
-        return f"lpips_ref/{self.settings.net}/{self.settings.size}/{digest[:16]}"
-
     def protocol(self) -> dict[str, Any]:
-        return {"id": self.id, "version": self.version, **self.lpips_identity(), "device": self.device(),
+        return {**self.identity(), "device": self.device(),
                 "pairing": "pairs file, else same relative path under the reference folder, else unique file stem",
                 "cache_key": self.cache_key()}
 
 
-# -- diversity within groups ---------------------------------------------------------------------------
+# -- per-image trunk features (diversity within groups) ------------------------------------------------
 
-@dataclass(frozen=True)
-class GroupDiversity:
-    """Mean pairwise LPIPS of one group (one prompt across seeds)."""
+class LpipsTrunk(_LpipsBase):
+    """The unit-normalised LPIPS trunk activations of each image (a list of (C, H, W) float32 arrays).
 
-    key: str
-    images: int
-    pairs: int
-    mean: float | None
-    sampled: bool = False
-    errors: int = 0
-
-
-class LpipsDiversityRunner(_LpipsBase):
-    """Computes :class:`GroupDiversity` for groups of image paths (a second, group-wise pass).
-
-    Groups are only known once every image's metadata was read, and pairs need both images, so
-    this runs after the main pass: the trunk once per image of a group, all pairs from the
-    normalised features. Groups larger than ``lpips_max_group`` (default 64) use a seeded sample of
-    that many images, which bounds memory and time per group.
+    Pair distances are formed from them by :meth:`mean_pairwise` exactly as ``LPIPS.forward``
+    does, so a group of n images costs n trunk forwards, not n(n-1) ones.
     """
 
-    def __init__(self, options: Mapping[str, Any] | None = None) -> None:
-        super().__init__(options)
-        self.max_group = int(self.options.get("lpips_max_group") or 64)
-        self.seed = int(self.options.get("lpips_seed") or 0)
+    id: ClassVar[str] = "lpips_trunk"
+    version: ClassVar[str] = "1"
+    option_names: ClassVar[tuple[str, ...]] = TRUNK_OPTION_NAMES
 
-    def check_available(self) -> None:
-        self.backbone_path()
-        self.device()
+    def prepare(self, image: np.ndarray, record: ImageRecord) -> np.ndarray:
+        return to_input(image, self.settings.size)
 
-    def run(self, groups: Iterable[tuple[str, Sequence[str]]], *, workers: int = 4,
-            max_pixels: int | None = None, done: Callable[[GroupDiversity], None] | None = None
-            ) -> list[GroupDiversity]:
-        from concurrent.futures import ThreadPoolExecutor
-
-        out = []
-        with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="sdeval-lpips") as pool:
-            for key, paths in groups:
-                result = self._group(key, list(paths), pool, max_pixels)
-                out.append(result)
-                if done is not None:
-                    done(result)
-        return out
-
-    def _load(self, path: str, max_pixels: int | None) -> np.ndarray | None:
-        from sdeval.core.errors import DecodeError
-        from sdeval.inputs.decode import DecodeOptions, decode
-
-        try:
-            opts = DecodeOptions(max_pixels=max_pixels) if max_pixels else DecodeOptions()
-            return to_input(decode(Path(path).read_bytes(), opts), self.settings.size)
-        except (OSError, DecodeError):
-            return None
-
-    def _group(self, key: str, paths: list[str], pool: Any, max_pixels: int | None) -> GroupDiversity:
+    def compute(self, prepared: Sequence[Any]) -> list[list[np.ndarray]]:
         import torch
 
-        sampled = False
-        if len(paths) > self.max_group:
-            rng = np.random.default_rng([self.seed, int(hashlib.sha256(key.encode()).hexdigest()[:8], 16)])
-            paths = [paths[i] for i in sorted(rng.choice(len(paths), self.max_group, replace=False))]
-            sampled = True
-        arrays = list(pool.map(lambda p: self._load(p, max_pixels), paths))
-        good = [a for a in arrays if a is not None]
-        errors = len(arrays) - len(good)
-        n = len(good)
-        if n < 2:
-            return GroupDiversity(key, n, 0, None, sampled, errors)
         model = self.model()
         step = self.settings.batch_size
-        layers: list[list[Any]] = []
+        out: list[list[np.ndarray]] = []
         with torch.inference_mode():
-            for start in range(0, n, step):
-                x = torch.from_numpy(np.stack(good[start:start + step])).to(self.device())
-                feats = trunk_features(model, x)
-                if not layers:
-                    layers = [[f] for f in feats]
-                else:
-                    for acc, f in zip(layers, feats):
-                        acc.append(f)
-            full = [torch.cat(parts) if len(parts) > 1 else parts[0] for parts in layers]
+            for start in range(0, len(prepared), step):
+                layers = [f.cpu().numpy() for f in trunk_features(model, self._tensor(prepared[start:start + step]))]
+                out.extend([np.ascontiguousarray(layer[i]) for layer in layers]
+                           for i in range(layers[0].shape[0]))
+        return out
+
+    def to_cache(self, value: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+        return {f"layer{i}": np.asarray(a) for i, a in enumerate(value)}
+
+    def from_cache(self, stored: Mapping[str, Any]) -> list[np.ndarray]:
+        return [np.asarray(stored[f"layer{i}"]) for i in range(len(stored))]
+
+    def mean_pairwise(self, features: Sequence[Sequence[np.ndarray]]) -> tuple[float, int]:
+        """(mean LPIPS over all pairs, number of pairs) of ``features`` (n >= 2 images)."""
+        import torch
+
+        n = len(features)
+        model = self.model()
+        step = self.settings.batch_size
+        with torch.inference_mode():
+            full = [self._tensor([f[layer] for f in features]) for layer in range(len(features[0]))]
             ii, jj = np.triu_indices(n, k=1)
             total = 0.0
             for start in range(0, len(ii), step):
@@ -450,9 +393,8 @@ class LpipsDiversityRunner(_LpipsBase):
                 b = torch.from_numpy(jj[start:start + step]).to(self.device())
                 d = pair_distances(model, [f[a] for f in full], [f[b] for f in full])
                 total += float(d.double().sum())
-        pairs = len(ii)
-        return GroupDiversity(key, n, pairs, total / pairs, sampled, errors)
+        return total / len(ii), int(len(ii))
 
     def protocol(self) -> dict[str, Any]:
-        return {"id": "lpips_diversity", **self.lpips_identity(), "device": self.device(),
-                "pairs": "all pairs within a group", "max_group": self.max_group, "seed": self.seed}
+        return {**self.identity(), "device": self.device(), "output": "unit-normalised trunk activations per layer",
+                "cache_key": self.cache_key()}

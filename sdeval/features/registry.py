@@ -1,14 +1,14 @@
-"""Feature extractor registry: id -> factory. Metrics name the ids they require."""
+"""Feature extractor registry: id -> extractor class. Metrics name the ids they require."""
 
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable, Mapping
+import inspect
+from typing import Any, Mapping
 
 from sdeval.features.base import FeatureExtractor
 
-#: id -> "module:attr" of a factory taking the run options; imported lazily so that
-#: ``sdeval --help`` never imports torch or onnxruntime.
+#: id -> "module:Class"; imported lazily so that ``sdeval --help`` never imports torch or onnxruntime.
 _BUILTIN: dict[str, str] = {
     "pixel_stats": "sdeval.features.pixel_stats:PixelStats",
     "open_nsfw": "sdeval.features.open_nsfw:OpenNsfw",
@@ -19,30 +19,33 @@ _BUILTIN: dict[str, str] = {
     "inception": "sdeval.features.inception:InceptionFeatures",
     "clip_image_set": "sdeval.features.clip_set:SetClipImage",
     "lpips_ref_pair": "sdeval.features.lpips_features:LpipsRefPair",
+    "lpips_trunk": "sdeval.features.lpips_features:LpipsTrunk",
 }
-_REGISTERED: dict[str, Callable[[Mapping[str, Any]], FeatureExtractor]] = {}
+_REGISTERED: dict[str, type[FeatureExtractor]] = {}
 
 
-def register_extractor(feature_id: str, factory: Callable[[Mapping[str, Any]], FeatureExtractor]) -> None:
-    _REGISTERED[feature_id] = factory
+def register_extractor(feature_id: str, cls: type[FeatureExtractor]) -> None:
+    """Make ``cls`` (built with the run options) the extractor of ``feature_id``."""
+    _REGISTERED[feature_id] = cls
 
 
-def create_extractor(feature_id: str, options: Mapping[str, Any] | None = None) -> FeatureExtractor:
-    options = options or {}
+def extractor_class(feature_id: str) -> type[FeatureExtractor]:
     if feature_id in _REGISTERED:
-        return _REGISTERED[feature_id](options)
+        return _REGISTERED[feature_id]
     target = _BUILTIN.get(feature_id)
     if target is None:
         raise KeyError(f"unknown feature extractor '{feature_id}'")
     module_name, attr = target.split(":")
-    factory = getattr(importlib.import_module(module_name), attr)
-    return factory(options) if _takes_options(factory) else factory()
+    return getattr(importlib.import_module(module_name), attr)
 
 
-def _takes_options(factory: Any) -> bool:
-    import inspect
+def create_extractor(feature_id: str, options: Mapping[str, Any] | None = None) -> FeatureExtractor:
+    cls = extractor_class(feature_id)
+    return cls(options or {}) if _takes_options(cls) else cls()
 
+
+def _takes_options(cls: Any) -> bool:
     try:
-        return len(inspect.signature(factory).parameters) >= 1
+        return len(inspect.signature(cls).parameters) >= 1
     except (TypeError, ValueError):
         return False

@@ -116,6 +116,7 @@ class _Parsed:
             elif key == "options":
                 if not isinstance(value, dict):
                     raise src.error("'options' must be a table", key)
+                p._check_options(value)
                 p.options.update(value)
             elif m and key not in TOP_KEYS:
                 p.shorthands[key] = p._shorthand(key, m.group(1), m.group(2), value)
@@ -130,6 +131,21 @@ class _Parsed:
         if (lo is not None and value < lo) or (hi is not None and value > hi):
             raise self.src.error(f"'{key}' must be between {lo} and {hi}, got {value}", key)
         return float(value)
+
+    def _check_options(self, table: Mapping[str, Any]) -> None:
+        """Every key of ``[options]`` must be an option some metric or feature extractor reads
+        (their declared ``option_names``) or a run option: a typo must not run silently."""
+        import difflib
+
+        if not table:
+            return
+        known = sorted(registry.option_names())
+        for key in table:
+            if key not in known:
+                close = difflib.get_close_matches(key, known, n=2, cutoff=0.6)
+                hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+                raise self.src.error(f"unknown option '{key}' in [options]{hint} (options metrics and features "
+                                     f"read: {', '.join(known)})", key)
 
     def _metric(self, name: str, key: str) -> str:
         try:

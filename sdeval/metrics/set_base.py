@@ -19,8 +19,7 @@ from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 
-from sdeval.core.errors import UsageError
-from sdeval.metrics.base import FeatureBatch, Metric
+from sdeval.metrics.base import Metric
 from sdeval.metrics.distances import FeatureStats, StatsAccumulator
 
 KEEPS = ("stats", "bank")
@@ -186,17 +185,12 @@ class SetMetric(Metric):
     feature: ClassVar[str]
     #: what of each side is kept: "stats", "bank"
     keeps: ClassVar[tuple[str, ...]] = ()
-    #: False for metrics of the generated set alone (diversity)
+    #: False for metrics of the generated set alone
     needs_reference: ClassVar[bool] = True
 
-    def feature_extractors(self) -> Sequence[Any]:
-        from sdeval.features.registry import create_extractor
-
-        return [create_extractor(self.feature, self.options)]
-
-    def compute(self, batch: FeatureBatch) -> list[Any]:
-        raise UsageError(f"'{self.name}' is a set-level metric (one value per folder against a reference): "
-                         f"use `sdeval eval`, not a per-image gate rule")
+    @classmethod
+    def feature_ids(cls) -> tuple[str, ...]:
+        return (cls.feature,)
 
     def value(self, generated: FeatureSet, reference: FeatureSet) -> SetValue:
         raise NotImplementedError

@@ -2,8 +2,9 @@
 
 Each worker reads the file once, hashes its bytes, reads metadata from the header, decodes to
 RGB and runs the per-image ``prepare`` step of every feature extractor that still needs this
-image. Pillow, hashlib and numpy release the GIL, so threads overlap well. Results come back in
-input order through a bounded window, so memory stays flat whatever the number of inputs.
+image. A pair feature's second image (its reference) is read, hashed and decoded here too, with
+the same limits. Pillow, hashlib and numpy release the GIL, so threads overlap well. Results come
+back in input order through a bounded window, so memory stays flat whatever the number of inputs.
 """
 
 from __future__ import annotations
@@ -13,19 +14,25 @@ import os
 from collections import deque
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Protocol, Sequence
 
 from sdeval.core.errors import DecodeError
-from sdeval.features.base import FeatureExtractor
+from sdeval.features.base import Companion, FeatureExtractor
 from sdeval.inputs.decode import DecodeOptions, header_exif, open_image, to_rgb
 from sdeval.inputs.metadata.types import GenerationMetadata
 from sdeval.inputs.record import ImageRecord, InputItem
 
-#: decides, once the record (with its sha256) is known, which extractors still need this image,
-#: and returns the features already known (from the feature cache) by extractor id
-NeedsFn = Callable[[ImageRecord], tuple[Sequence[FeatureExtractor], dict[str, Any]]]
-
 _ORIENTATION_TAG = 0x0112
+
+
+class LoadPlan(Protocol):
+    """What the loader asks once a record (with its sha256) is known (:class:`~sdeval.pipeline.cache_plan.CachePlan`)."""
+
+    extractors: Sequence[FeatureExtractor]
+
+    def lookup(self, rec: ImageRecord, companions: Mapping[str, str | None] | None = None
+               ) -> tuple[Sequence[FeatureExtractor], dict[str, Any]]:
+        """(extractors that still need this image, features already known by extractor id)."""
 
 
 @dataclass(frozen=True)
@@ -35,13 +42,23 @@ class LoadedItem:
     prepared: dict[str, Any] = field(default_factory=dict)
     #: extractor id -> finished feature found in the cache
     cached: dict[str, Any] = field(default_factory=dict)
+    #: pair extractor id -> sha256 of the companion file read for it (part of its cache key)
+    companions: dict[str, str | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _File:
+    path: str
+    data: bytes | None
+    sha256: str | None
+    error: str | None = None
 
 
 def default_workers() -> int:
     return max(1, min(8, os.cpu_count() or 1))
 
 
-def load_one(item: InputItem, extractors_for: NeedsFn, options: DecodeOptions) -> LoadedItem:
+def load_one(item: InputItem, plan: LoadPlan, options: DecodeOptions) -> LoadedItem:
     """Read one input into a record (+ prepared features). Never raises for a bad image."""
     record = ImageRecord(path=item.path, group=item.group,
                          metadata=item.overrides or GenerationMetadata())
@@ -56,9 +73,17 @@ def load_one(item: InputItem, extractors_for: NeedsFn, options: DecodeOptions) -
     except DecodeError as exc:
         return LoadedItem(replace(record, error=str(exc)))
     record = _with_header(record, item, im)
-    needed, cached = extractors_for(record)
+    try:
+        files = {ex.id: _read(path) for ex in plan.extractors if ex.has_companion
+                 for path in (ex.companion_path(record),) if path is not None}
+    except Exception as exc:  # a pairing failure is this image's error row
+        return LoadedItem(replace(record, error=f"pairing failed: {type(exc).__name__}: {exc}"))
+    shas = {eid: f.sha256 for eid, f in files.items()}
+    needed, cached = plan.lookup(record, shas)
+    # a pair feature without a companion has nothing to compare: it gets no pixels
+    pixels = [ex for ex in needed if ex.needs_image and (not ex.has_companion or ex.id in files)]
     rgb = None
-    if any(ex.needs_image for ex in needed):
+    if pixels:
         try:
             rgb = to_rgb(im)
         except DecodeError as exc:
@@ -66,11 +91,34 @@ def load_one(item: InputItem, extractors_for: NeedsFn, options: DecodeOptions) -
         record = replace(record, height=int(rgb.shape[0]), width=int(rgb.shape[1]))
     prepared: dict[str, Any] = {}
     for ex in needed:
+        image = rgb if ex in pixels else None
         try:
-            prepared[ex.id] = ex.prepare(rgb if ex.needs_image else None, record)
+            if ex.id in files:
+                prepared[ex.id] = ex.prepare_pair(image, _companion(files[ex.id], options), record)
+            else:
+                prepared[ex.id] = ex.prepare(image, record)
         except Exception as exc:  # one image's preprocessing failure is that image's error row
             return LoadedItem(replace(record, error=f"{ex.id} preprocessing failed: {type(exc).__name__}: {exc}"))
-    return LoadedItem(record, prepared, cached)
+    return LoadedItem(record, prepared, cached, shas)
+
+
+def _read(path: str) -> _File:
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        return _File(path, None, None, f"cannot read file: {exc.strerror or exc}")
+    return _File(path, data, hashlib.sha256(data).hexdigest())
+
+
+def _companion(f: _File, options: DecodeOptions) -> Companion:
+    """The companion decoded with the run's limits (only when a feature of it must be computed)."""
+    if f.data is None:
+        return Companion(f.path, f.sha256, error=f.error)
+    try:
+        return Companion(f.path, f.sha256, image=to_rgb(open_image(f.data, options)))
+    except DecodeError as exc:
+        return Companion(f.path, f.sha256, error=str(exc))
 
 
 def _with_header(record: ImageRecord, item: InputItem, im: Any) -> ImageRecord:
@@ -98,7 +146,7 @@ def _with_header(record: ImageRecord, item: InputItem, im: Any) -> ImageRecord:
                    warnings=record.warnings + tuple(warnings) + meta.warnings)
 
 
-def iter_loaded(items: Iterable[InputItem], extractors_for: NeedsFn, *,
+def iter_loaded(items: Iterable[InputItem], plan: LoadPlan, *,
                 options: DecodeOptions = DecodeOptions(), workers: int | None = None,
                 ahead: int = 64, executor: Executor | None = None) -> Iterator[LoadedItem]:
     """Yield loaded items in input order, at most ``ahead`` in flight."""
@@ -109,7 +157,7 @@ def iter_loaded(items: Iterable[InputItem], extractors_for: NeedsFn, *,
     try:
         it = iter(items)
         for item in it:
-            window.append(pool.submit(load_one, item, extractors_for, options))
+            window.append(pool.submit(load_one, item, plan, options))
             if len(window) >= ahead:
                 yield window.popleft().result()
         while window:

@@ -26,3 +26,34 @@ def record_row(rec: ImageRecord) -> dict[str, Any]:
         "group": rec.group, "duplicate_of": None,
         "warnings": list(rec.warnings), "error": rec.error,
     }
+
+
+class DuplicateMarker:
+    """Marks rows whose file bytes (sha256) were already seen: ``duplicate_of`` = the first one's path.
+
+    The one implementation: the pipeline marks rows as it yields them, and a sharded run marks
+    the gathered rows again with a fresh marker (a shard cannot see the other shards' files).
+    """
+
+    def __init__(self) -> None:
+        self._first: dict[str, str] = {}
+        self.count = 0
+
+    def mark(self, row: dict[str, Any]) -> None:
+        sha = row.get("sha256")
+        row["duplicate_of"] = None
+        if not sha:
+            return
+        if sha in self._first:
+            row["duplicate_of"] = self._first[sha]
+            self.count += 1
+        else:
+            self._first[sha] = row["path"]
+
+
+def mark_duplicates(rows: list[dict[str, Any]]) -> int:
+    """Mark every row of ``rows`` (in order); returns how many are duplicates."""
+    marker = DuplicateMarker()
+    for row in rows:
+        marker.mark(row)
+    return marker.count

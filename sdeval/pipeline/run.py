@@ -2,22 +2,27 @@
 
 The one place where metrics meet images. Each feature extractor needed by any metric is built
 once (de-duplicated by id), prepares each image in the decode pool and computes once per batch;
-every metric then reads the shared features.
+every metric then reads the shared features. Features go through one cache path
+(:class:`~sdeval.pipeline.cache_plan.CachePlan`): looked up before the decode, stored after compute.
 """
 
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
+from sdeval.core.errors import UsageError
 from sdeval.features.base import FeatureExtractor
+from sdeval.features.cache import FeatureCache, NullCache, open_feature_cache
 from sdeval.inputs.decode import DecodeOptions
-from sdeval.pipeline.decode_pool import LoadedItem, default_workers, iter_loaded
 from sdeval.inputs.record import ImageRecord, InputItem
 from sdeval.metrics import registry
-from sdeval.metrics.base import FeatureBatch, Metric, Missing
-from sdeval.pipeline.rows import SCHEMA_VERSION, record_row
+from sdeval.metrics.base import ROW_KINDS, FeatureBatch, ImageMetric, Metric, Missing
+from sdeval.pipeline.cache_plan import CachePlan
+from sdeval.pipeline.decode_pool import LoadedItem, default_workers, iter_loaded
+from sdeval.pipeline.rows import SCHEMA_VERSION, DuplicateMarker, record_row
 
 #: progress(done, total) — called from the consumer thread
 ProgressFn = Callable[[int, int], None]
@@ -51,62 +56,51 @@ class RunStats:
     features: dict[str, list[int]] = field(default_factory=dict)
     cache_problems: list[str] = field(default_factory=list)
 
+    def state(self) -> dict[str, Any]:
+        """Plain data another process can merge (:meth:`merged`)."""
+        return {"images": self.images, "errors": self.errors, "duplicates": self.duplicates,
+                "seconds": self.seconds, "cache_problems": list(self.cache_problems),
+                "features": {k: list(v) for k, v in self.features.items()}}
 
-class _CachePlan:
-    """Feature-cache lookups (in decode workers) and stores (after compute) for a run."""
-
-    def __init__(self, extractors: Sequence[FeatureExtractor], options: RunOptions) -> None:
-        from sdeval.features.cache import NullCache, open_feature_cache
-
-        self.extractors = list(extractors)
-        self.cache = open_feature_cache(enabled=options.cache, path=options.cache_path) if options.cache \
-            else NullCache()
-        self.keys = {ex.id: ex.cache_key() if self.cache.enabled else None for ex in self.extractors}
-
-    def content_key(self, ex: FeatureExtractor, rec: ImageRecord) -> str | None:
-        fn = getattr(ex, "content_key", None)
-        return fn(rec) if callable(fn) else rec.sha256
-
-    def lookup(self, rec: ImageRecord) -> tuple[list[FeatureExtractor], dict[str, Any]]:
-        needed: list[FeatureExtractor] = []
-        cached: dict[str, Any] = {}
-        for ex in self.extractors:
-            fkey, ckey = self.keys[ex.id], self.content_key(ex, rec)
-            if fkey and ckey:
-                hit = self.cache.get_many([ckey], fkey)
-                if ckey in hit:
-                    decode = getattr(ex, "from_cache", None)
-                    cached[ex.id] = decode(hit[ckey]) if callable(decode) else hit[ckey]
-                    continue
-            needed.append(ex)
-        return needed, cached
-
-    def store(self, ex: FeatureExtractor, records: Sequence[ImageRecord], values: Sequence[Any]) -> None:
-        fkey = self.keys[ex.id]
-        if not fkey:
-            return
-        encode = getattr(ex, "to_cache", None)
-        items = {}
-        for rec, value in zip(records, values):
-            ckey = self.content_key(ex, rec)
-            if ckey and value is not None and not isinstance(value, Missing):
-                items[ckey] = encode(value) if callable(encode) else value
-        if items:
-            self.cache.put_many(fkey, items)
-
-    def close(self) -> list[str]:
-        problems = list(getattr(self.cache, "problems", []))
-        self.cache.close()
-        return problems
+    @classmethod
+    def merged(cls, parts: Sequence[Mapping[str, Any]]) -> "RunStats":
+        """One run's statistics from every shard's :meth:`state` (seconds: the slowest shard)."""
+        total = cls()
+        for p in parts:
+            total.images += p["images"]
+            total.errors += p["errors"]
+            total.duplicates += p["duplicates"]
+            total.seconds = max(total.seconds, p["seconds"])
+            total.cache_problems.extend(p["cache_problems"])
+            for fid, (hits, computed) in p["features"].items():
+                acc = total.features.setdefault(fid, [0, 0])
+                acc[0] += hits
+                acc[1] += computed
+        return total
 
 
-def build_metrics(names: Iterable[str], options: Mapping[str, Any]) -> list[Metric]:
-    """Instantiate metrics by (canonical or alias) name, once each, and check they can run."""
-    metrics: dict[str, Metric] = {}
+def open_cache(options: RunOptions) -> FeatureCache | NullCache:
+    """The run's feature cache (a :class:`NullCache` under ``--no-cache``)."""
+    return open_feature_cache(enabled=options.cache, path=options.cache_path)
+
+
+def build_metrics(names: Iterable[str], options: Mapping[str, Any]) -> list[ImageMetric]:
+    """Instantiate per-image metrics (kinds ``image``, ``pair``) by name or alias, once each.
+
+    A set or group metric has no value per image: asking for one here is a usage error.
+    """
+    metrics: dict[str, ImageMetric] = {}
     for name in names:
         canonical = registry.resolve(name)
-        if canonical not in metrics:
-            metrics[canonical] = registry.create(canonical, options)
+        if canonical in metrics:
+            continue
+        kind = registry.get_class(canonical).kind
+        if kind not in ROW_KINDS:
+            raise UsageError(f"'{canonical}' is a {kind}-level metric (one value per folder, not per image): "
+                             f"use `sdeval eval`, not a per-image gate rule")
+        metric = registry.create(canonical, options)
+        assert isinstance(metric, ImageMetric)  # the registry checked the kind's interface
+        metrics[canonical] = metric
     return list(metrics.values())
 
 
@@ -121,11 +115,11 @@ def extractors_of(metrics: Sequence[Metric]) -> list[FeatureExtractor]:
     return list(out.values())
 
 
-def iter_rows(items: Sequence[InputItem], metrics: Sequence[Metric], options: RunOptions = RunOptions(),
+def iter_rows(items: Sequence[InputItem], metrics: Sequence[ImageMetric], options: RunOptions = RunOptions(),
               progress: ProgressFn | None = None, stats: RunStats | None = None,
               extra_extractors: Sequence[FeatureExtractor] = (),
               feature_sink: FeatureSink | None = None) -> Iterator[dict[str, Any]]:
-    """One row dict per input, in input order.
+    """One row dict per input, in input order, duplicates (same bytes) marked.
 
     ``extra_extractors`` run beside the metrics' own (set-level metrics' features); every batch's
     features go to ``feature_sink`` when given.
@@ -137,31 +131,59 @@ def iter_rows(items: Sequence[InputItem], metrics: Sequence[Metric], options: Ru
             extractors.append(ex)
     stats = stats if stats is not None else RunStats()
     started = time.perf_counter()
-    first_seen: dict[str, str] = {}
+    duplicates = DuplicateMarker()
     total = len(items)
     done = 0
-    plan = _CachePlan(extractors, options)
+    plan = CachePlan(extractors, open_cache(options))
     try:
-        loaded = iter_loaded(items, plan.lookup, options=options.decode, workers=options.workers,
+        loaded = iter_loaded(items, plan, options=options.decode, workers=options.workers,
                              ahead=max(2 * options.batch_size, 4 * options.workers))
         for batch in _batched(loaded, options.batch_size):
             for row in _evaluate_batch(batch, metrics, extractors, plan, stats, feature_sink):
-                sha = row.get("sha256")
-                if sha:
-                    if sha in first_seen:
-                        row["duplicate_of"] = first_seen[sha]
-                        stats.duplicates += 1
-                    else:
-                        first_seen[sha] = row["path"]
+                duplicates.mark(row)
                 stats.images += 1
                 stats.errors += row["error"] is not None
                 done += 1
                 yield row
+            stats.duplicates = duplicates.count
             if progress:
                 progress(done, total)
     finally:
         stats.cache_problems.extend(plan.close())
         stats.seconds = time.perf_counter() - started
+
+
+def iter_group_features(groups: Iterable[tuple[str, Sequence[InputItem]]], extractor: FeatureExtractor,
+                        options: RunOptions, stats: RunStats | None = None
+                        ) -> Iterator[tuple[str, list[Any], int]]:
+    """(key, features of the readable members in order, unreadable count) for each group.
+
+    The members go through the same loader, decode pool and feature cache as :func:`iter_rows`
+    (a member whose feature is cached is not decoded); a batch never spans two groups, so a
+    group's numbers do not depend on which other groups a process evaluates.
+    """
+    stats = stats if stats is not None else RunStats()
+    started = time.perf_counter()
+    plan = CachePlan([extractor], open_cache(options))
+    pool = ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="sdeval-decode")
+    try:
+        for key, members in groups:
+            loaded = iter_loaded(members, plan, options=options.decode, executor=pool,
+                                 ahead=max(2 * options.batch_size, 4 * options.workers))
+            features: list[Any] = []
+            errors = 0
+            for batch in _batched(loaded, options.batch_size):
+                good = [x for x in batch if x.record.error is None]
+                errors += len(batch) - len(good)
+                stats.images += len(batch)
+                stats.errors += len(batch) - len(good)
+                if good:
+                    features.extend(_features(extractor, good, plan, stats))
+            yield key, features, errors
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        stats.cache_problems.extend(plan.close())
+        stats.seconds += time.perf_counter() - started
 
 
 def _batched(it: Iterable[LoadedItem], n: int) -> Iterator[list[LoadedItem]]:
@@ -175,8 +197,8 @@ def _batched(it: Iterable[LoadedItem], n: int) -> Iterator[list[LoadedItem]]:
         yield batch
 
 
-def _evaluate_batch(batch: list[LoadedItem], metrics: Sequence[Metric], extractors: Sequence[FeatureExtractor],
-                    plan: _CachePlan, stats: RunStats, sink: FeatureSink | None = None) -> list[dict[str, Any]]:
+def _evaluate_batch(batch: list[LoadedItem], metrics: Sequence[ImageMetric], extractors: Sequence[FeatureExtractor],
+                    plan: CachePlan, stats: RunStats, sink: FeatureSink | None = None) -> list[dict[str, Any]]:
     good = [x for x in batch if x.record.error is None]
     values: dict[str, list[Any]] = {}
     row_warnings: list[list[str]] = [[] for _ in good]
@@ -188,35 +210,39 @@ def _evaluate_batch(batch: list[LoadedItem], metrics: Sequence[Metric], extracto
         fb = FeatureBatch(records=[x.record for x in good], features=features)
         for m in metrics:
             values[m.name] = list(m.compute(fb))
-            extra = getattr(m, "record_warnings", None)
-            if callable(extra):
-                for i, ws in enumerate(extra(fb)):
-                    row_warnings[i].extend(w for w in ws if w not in row_warnings[i])
+            for i, ws in enumerate(m.record_warnings(fb)):
+                row_warnings[i].extend(w for w in ws if w not in row_warnings[i])
     rows = []
     gi = 0
     for x in batch:
         row = record_row(x.record)
+        missing: dict[str, str] = {}
         if x.record.error is None:
             row["warnings"].extend(row_warnings[gi])
-        missing: dict[str, str] = {}
-        for m in metrics:
-            if x.record.error is not None:
-                row[m.name] = None
-                continue
-            v = values[m.name][gi]
-            if isinstance(v, Missing):
-                row[m.name] = None
-                missing[m.name] = v.reason
-            else:
-                row[m.name] = float(v)
-        if x.record.error is None:
+            for m in metrics:
+                row[m.name], why = _checked(m, values[m.name][gi])
+                if why is not None:
+                    missing[m.name] = why
             gi += 1
+        else:
+            for m in metrics:
+                row[m.name] = None
         row["missing"] = missing
         rows.append(row)
     return rows
 
 
-def _features(ex: FeatureExtractor, good: list[LoadedItem], plan: _CachePlan, stats: RunStats) -> list[Any]:
+def _checked(metric: Metric, value: Any) -> tuple[float | None, str | None]:
+    """(column value, why it is missing): a Missing keeps its reason; a value outside the metric's
+    declared ``range`` (or NaN) is missing too, so a rule can never pass on a broken number."""
+    if isinstance(value, Missing):
+        return None, value.reason
+    number = float(value)
+    why = metric.out_of_range(number)
+    return (None, why) if why is not None else (number, None)
+
+
+def _features(ex: FeatureExtractor, good: list[LoadedItem], plan: CachePlan, stats: RunStats) -> list[Any]:
     """Cached features where the cache had them; one batched ``compute`` for the rest, then stored."""
     misses = [i for i, x in enumerate(good) if ex.id not in x.cached]
     out: list[Any] = [x.cached.get(ex.id) for x in good]
@@ -224,7 +250,8 @@ def _features(ex: FeatureExtractor, good: list[LoadedItem], plan: _CachePlan, st
         computed = list(ex.compute([good[i].prepared[ex.id] for i in misses]))
         for i, value in zip(misses, computed):
             out[i] = value
-        plan.store(ex, [good[i].record for i in misses], computed)
+        plan.store(ex, [good[i].record for i in misses], computed,
+                   [good[i].companions.get(ex.id) for i in misses])
     counts = stats.features.setdefault(ex.id, [0, 0])
     counts[0] += len(good) - len(misses)
     counts[1] += len(misses)
@@ -233,8 +260,8 @@ def _features(ex: FeatureExtractor, good: list[LoadedItem], plan: _CachePlan, st
 
 def protocol_of(metrics: Sequence[Metric], extractors: Sequence[FeatureExtractor],
                 options: RunOptions) -> dict[str, Any]:
-    from sdeval.inputs.decode import ALPHA_BACKGROUND
     from sdeval.core.versions import package_versions
+    from sdeval.inputs.decode import ALPHA_BACKGROUND
 
     return {
         "schema_version": SCHEMA_VERSION,

@@ -6,13 +6,18 @@ Chan's update, and the float32 feature banks KID/CMMD read (re-sorted by path, s
 not depend on the sharding) — plus every per-image row, which concatenated in rank order are the
 rows of a single process. Collectives go over a gloo group (CPU tensors, works across nodes over
 TCP), created beside the default group when the caller already initialised another backend.
+:func:`gather_shards` is the one merge of the shards' results.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Mapping, Sequence, TypeVar
+
+if TYPE_CHECKING:
+    from sdeval.metrics.set_base import FeatureSet
+    from sdeval.pipeline.run import RunStats
 
 T = TypeVar("T")
 
@@ -113,3 +118,49 @@ def init(mode: bool | str | None = "auto") -> DistContext:
         owns = True
     group = None if dist.get_backend() == "gloo" else dist.new_group(backend="gloo")
     return DistContext(rank=dist.get_rank(), world_size=dist.get_world_size(), owns_group=owns, group=group)
+
+
+@dataclass
+class Shard:
+    """One process's share of one pass: its rows, its streamed feature sets, its statistics."""
+
+    rows: list[dict[str, Any]]
+    sets: dict[str, "FeatureSet"]
+    stats: "RunStats"
+
+    def state(self) -> dict[str, Any]:
+        return {"rows": self.rows, "sets": {k: v.state() for k, v in self.sets.items()},
+                "stats": self.stats.state()}
+
+
+def gather_shards(ctx: DistContext, shards: Mapping[str, Shard]) -> dict[str, Shard] | None:
+    """Every rank's shards of each pass (``{"generated": ..., "reference": ...}``) merged on rank 0.
+
+    Rows are concatenated in rank order (= input order) and their duplicates marked again across
+    shards; feature sets are merged in rank order (moments exactly, banks re-sorted by path);
+    statistics are summed. One process: the shards unchanged. Other ranks: None.
+    """
+    if ctx.world_size == 1:
+        return dict(shards)
+    from sdeval.metrics.set_base import FeatureSet
+    from sdeval.pipeline.rows import mark_duplicates
+    from sdeval.pipeline.run import RunStats
+
+    gathered = ctx.gather({name: shard.state() for name, shard in shards.items()})
+    if gathered is None:
+        return None
+    out: dict[str, Shard] = {}
+    for name in shards:
+        parts = [g[name] for g in gathered]
+        rows = [r for p in parts for r in p["rows"]]
+        stats = RunStats.merged([p["stats"] for p in parts])
+        if rows:
+            stats.duplicates = mark_duplicates(rows)
+        sets = {}
+        for fid in parts[0]["sets"]:
+            merged = FeatureSet.from_state(parts[0]["sets"][fid])
+            for p in parts[1:]:
+                merged.merge(FeatureSet.from_state(p["sets"][fid]))
+            sets[fid] = merged
+        out[name] = Shard(rows, sets, stats)
+    return out

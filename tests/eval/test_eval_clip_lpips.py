@@ -154,3 +154,104 @@ def test_diversity_groups_by_group_then_prompt_then_all() -> None:
     assert groups == [("G", ["c", "d"]), ("cat", ["a", "b"])] and counts["ungrouped"] == 1
     groups, _ = diversity_groups([{"path": p, "group": None, "prompt": None, "error": None} for p in "xyz"])
     assert groups == [("(all images)", ["x", "y", "z"])]
+
+
+def test_lpips_feature_version_stays_in_cache_key_and_protocol(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """LPIPS' own "0.1" no longer overwrites the feature's version: bumping it invalidates the cache."""
+    from sdeval.features.lpips_features import LpipsRefPair, LpipsTrunk
+
+    backbone = save_tv_backbone(tmp_path / "w", "alex", seed=1)
+    opts = {"model_paths": {"lpips-alex": str(backbone)}, "device": "cpu", "lpips_size": 64}
+    for cls in (LpipsRefPair, LpipsTrunk):
+        before = cls(opts)
+        key, proto = before.cache_key(), before.protocol()
+        assert proto["version"] == cls.version == "1" and proto["lpips_version"] == "0.1"
+        monkeypatch.setattr(cls, "version", "2")
+        after = cls(opts)
+        assert after.cache_key() != key and after.protocol()["version"] == "2"
+        assert after.protocol()["lpips_version"] == "0.1"
+
+
+def _decode_counter(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts pixel decodes (every decode, by any loader, ends in inputs.decode._mode_to_rgb)."""
+    import sdeval.inputs.decode as dec
+
+    calls = [0]
+    real = dec._mode_to_rgb
+
+    def counting(im: Any) -> Any:
+        calls[0] += 1
+        return real(im)
+
+    monkeypatch.setattr(dec, "_mode_to_rgb", counting)
+    return calls
+
+
+def test_lpips_goes_through_the_loader_once_per_image_and_reruns_from_the_cache(
+        tmp_path: Path, lpips_reference: tuple, monkeypatch: pytest.MonkeyPatch) -> None:
+    backbone, _ = lpips_reference
+    names = [f"p{i}.png" for i in range(6)]
+    paths = write_images(tmp_path / "gen", 6, seed=61, names=names)
+    write_images(tmp_path / "ref", 4, seed=62, names=names[:4])
+    manifest = tmp_path / "m.csv"
+    with manifest.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["path", "group"])
+        for i, p in enumerate(paths):
+            w.writerow([str(p), f"g{i % 2}"])
+    opts = RunOptions(batch_size=4, workers=2, cache_path=str(tmp_path / "f.sqlite"),
+                      metric_options={"device": "cpu", "model_paths": {"lpips-alex": str(backbone)},
+                                      "lpips_size": 64})
+    decodes = _decode_counter(monkeypatch)
+
+    def run(options: RunOptions = opts) -> Any:
+        return eval_set(str(manifest), ref=str(tmp_path / "ref"), metrics="lpips_diversity,lpips_ref",
+                        options=options, distributed=False)
+
+    cold = run()
+    assert decodes[0] == 6 + 4  # each generated image once (both LPIPS features), each reference once
+    assert cold.summary["features"]["lpips_trunk"] == {"cache_hits": 0, "computed": 6}
+    assert cold.set_metrics["lpips_diversity"]["features"]["lpips_trunk"] == {"cache_hits": 6, "computed": 0}
+    decodes[0] = 0
+    warm = run()
+    assert decodes[0] == 0  # features and pair distances all come from the cache
+    # p4, p5 have no reference: a Missing, never cached, made without decoding a pixel
+    assert warm.summary["features"]["lpips_ref_pair"] == {"cache_hits": 4, "computed": 2}
+    assert warm.values == cold.values
+    assert [r["lpips_ref"] for r in warm.rows] == [r["lpips_ref"] for r in cold.rows]
+    from dataclasses import replace
+
+    uncached = run(replace(opts, cache=False))
+    assert uncached.values == cold.values  # the cache round trip is exact
+
+
+def test_lpips_references_are_found_by_discovery_and_decoded_with_the_run_limits(
+        tmp_path: Path, lpips_reference: tuple, monkeypatch: pytest.MonkeyPatch) -> None:
+    from PIL import Image
+
+    from sdeval.inputs.decode import DecodeOptions
+
+    # open_image sets Pillow's process-wide limit from the run's; give it back to later tests
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)
+
+    backbone, model = lpips_reference
+    g, r = tmp_path / "gen", tmp_path / "ref"
+    write_images(g, 2, seed=71, size=(64, 64), names=["a.png", "big.png"])
+    write_images(r, 1, seed=72, size=(64, 64), names=["a.jpg"])
+    write_images(r, 1, seed=73, size=(160, 160), names=["big.jpg"])
+    old_run = r / "old-run"  # a result folder inside the reference folder is not a reference
+    write_images(old_run, 1, seed=74, names=["a.jpg"])
+    (old_run / ".sdeval-results").write_text("")
+    result = eval_set(str(g), ref=str(r), metrics="lpips_ref",
+                      options=RunOptions(batch_size=4, workers=2, cache=False, decode=DecodeOptions(max_pixels=10_000),
+                                         metric_options={"device": "cpu", "lpips_size": 64,
+                                                         "model_paths": {"lpips-alex": str(backbone)}}),
+                      distributed=False)
+    rows = {Path(row["path"]).name: row for row in result.rows}
+    with torch.no_grad():
+        want = float(model(_im(g / "a.png"), _im(r / "a.jpg")).reshape(()))
+    assert rows["a.png"]["lpips_ref"] == pytest.approx(want, rel=1e-5, abs=1e-7)
+    assert rows["big.png"]["lpips_ref"] is None  # 160x160 > --max-pixels 10000, as for any input
+    why = rows["big.png"]["missing"]["lpips_ref"]
+    assert "reference image" in why and "big.jpg" in why and "decompression bomb" in why

@@ -10,10 +10,25 @@ from typing import Iterator
 import numpy as np
 import pytest
 
-from sdeval.features import cache as fcache
-from sdeval.features.cache import CacheInfo, FeatureCache, NullCache, lookup, open_feature_cache, store
+from sdeval.features.cache import CacheInfo, FeatureCache, NullCache, open_feature_cache
 from sdeval.metrics.base import Missing
 from sdeval.models import cache as mcache
+from sdeval.pipeline.cache_plan import CachePlan
+
+
+def lookup(cache, extractor, records) -> dict:
+    """Cached features of ``records`` for ``extractor`` by record index, through the pipeline's one cache path."""
+    plan = CachePlan([extractor], cache)
+    out = {}
+    for i, rec in enumerate(records):
+        _, cached = plan.lookup(rec)
+        if extractor.id in cached:
+            out[i] = cached[extractor.id]
+    return out
+
+
+def store(cache, extractor, records, values) -> int:
+    return CachePlan([extractor], cache).store(extractor, records, values)
 
 
 @pytest.fixture(autouse=True)
@@ -226,8 +241,9 @@ def test_text_features_keyed_by_prompt_not_file(tiny: dict) -> None:
 
     ct, ci = ClipText(tiny), ClipImage(tiny)
     same_file_new_prompt = [record(sha=sha(1), prompt="a cat"), record(sha=sha(1), prompt="a dog")]
-    keys = [fcache.content_key(ct, r) for r in same_file_new_prompt]
+    plan = CachePlan([ct, ci], NullCache())
+    keys = [plan.content_key(ct, r) for r in same_file_new_prompt]
     assert keys[0] != keys[1] and keys[0].startswith("prompt:")
-    assert fcache.content_key(ci, same_file_new_prompt[0]) == sha(1)
-    assert fcache.content_key(ct, record(prompt=None)) is None
+    assert plan.content_key(ci, same_file_new_prompt[0]) == sha(1)
+    assert plan.content_key(ct, record(prompt=None)) is None
 

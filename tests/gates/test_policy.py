@@ -141,3 +141,58 @@ def test_missing_policy_file_and_unknown_preset():
         policy_source("nope/gates.toml")
     with pytest.raises(PolicyError, match="no policy file or preset named 'nope'"):
         policy_source("nope")
+
+
+def test_unknown_option_names_key_line_and_did_you_mean():
+    text = 'checks = ["blank"]\n\n[options]\ndevice = "cpu"\ndevcie = "cuda"\n'
+    with pytest.raises(PolicyError) as info:
+        build_policy(src(text))
+    msg = str(info.value)
+    assert "unknown option 'devcie'" in msg and "gates.toml:5" in msg and "did you mean 'device'" in msg
+
+
+def test_known_options_pass_through():
+    text = ('checks = ["blank"]\n[options]\ndevice = "cpu"\nclip_model = "ViT-B-32"\nlpips_size = 64\n'
+            'model_paths = {"lpips-alex" = "/w/alex.pth"}\nkid_subsets = 10\nnsfw_model = "m.onnx"\n')
+    p = build_policy(src(text))
+    assert p.options["device"] == "cpu" and p.options["lpips_size"] == 64
+    assert p.options["model_paths"] == {"lpips-alex": "/w/alex.pth"}
+
+
+def test_options_known_are_the_declared_ones(monkeypatch):
+    """The union of every metric's and feature extractor's ``option_names`` plus the run options:
+    a metric registered at run time brings its own options."""
+    from sdeval.metrics import registry
+    from sdeval.metrics.base import ImageMetric
+
+    class Spread(ImageMetric):
+        name = "policy_test_spread"
+        requires = ("pixel_stats",)
+        higher_is_better = True
+        option_names = ("spread_scale",)
+
+        def compute(self, batch):
+            return [0.0 for _ in batch.records]
+
+    known = registry.option_names()
+    assert {"device", "offline", "model_paths", "resolution", "clip_model", "lpips_net", "fid_mode"} <= known
+    assert "spread_scale" not in known
+    with pytest.raises(PolicyError, match="spread_scale"):
+        build_policy(src("[options]\nspread_scale = 2\n"))
+    monkeypatch.setattr(registry, "_registered", dict(registry._registered))
+    monkeypatch.setattr(registry, "_origins", dict(registry._origins))
+    registry.register(Spread)
+    assert build_policy(src("[options]\nspread_scale = 2\n")).options == {"spread_scale": 2}
+
+
+def test_unknown_option_in_policy_file_is_exit_2(tmp_path: Path, photo_dir: Path):
+    from click.testing import CliRunner
+
+    from sdeval.cli import main
+
+    policy = tmp_path / "gates.toml"
+    policy.write_text('checks = ["blank"]\n[options]\ndevcie = "cuda"\n')
+    r = CliRunner().invoke(main, ["gate", str(photo_dir), "--policy", str(policy), "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2
+    assert "unknown option 'devcie'" in r.output and "gates.toml:3" in r.output and "'device'" in r.output
+    assert not (tmp_path / "o").exists()
