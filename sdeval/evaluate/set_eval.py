@@ -16,7 +16,7 @@ and ``summary.json`` (set-level values, per-image distributions, warnings, the p
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence, cast
@@ -183,7 +183,7 @@ class _EvalSpec:
         each image once, and the group phase then reads those from the cache."""
         extra = list(self.features.extractors.values())
         if self.options.cache:
-            extra += [ex for m in self.group_metrics for ex in m.feature_extractors()]
+            extra += [ex for m in self.group_metrics for ex in m.feature_extractors() if ex.cache_key()]
         return extra
 
 
@@ -369,26 +369,56 @@ def _pass(items: Sequence["InputItem"], metrics: Sequence["ImageMetric"], extrac
 
 def _group_entry(metric: "GroupMetric", spec: _EvalSpec, passes: _Passes, ctx: "DistContext"
                  ) -> dict[str, Any] | None:
-    """A group metric's summary entry (rank 0): groups from rank 0's rows, spread round-robin over ranks."""
-    from sdeval.inputs.record import InputItem
-    from sdeval.pipeline.run import iter_group_features
+    """A group metric's summary entry (rank 0): groups from rank 0's rows, spread round-robin over ranks.
 
-    groups, counts = ctx.broadcast(diversity_groups(passes.generated.rows) if passes.generated is not None
-                                   else None)
+    A group's value is cached under its members' content hashes, so a rerun over unchanged prompt
+    groups reads no image; the other groups' members go through the run's loader and cache.
+    """
+    from sdeval.inputs.record import InputItem
+    from sdeval.metrics.base import GroupValue
+    from sdeval.pipeline.run import iter_group_features, open_cache
+
+    rows = passes.generated.rows if passes.generated is not None else None
+    groups, counts, shas = ctx.broadcast(
+        (*diversity_groups(rows), {r["path"]: r["sha256"] for r in rows if r.get("sha256")})
+        if rows is not None else None)
     mine = [(key, *metric.select(key, paths)) for key, paths in groups[ctx.rank::ctx.world_size]]
     (extractor,) = metric.feature_extractors()
+    fkey = metric.group_cache_key() if spec.options.cache else None
+    ckeys = {key: _group_content_key(key, chosen, shas) for key, chosen, _ in mine}
+    cache = open_cache(spec.options)
     stats = RunStats()
-    features = iter_group_features(((key, [InputItem(path=p) for p in paths]) for key, paths, _ in mine),
-                                   extractor, spec.options, stats)
-    values = [metric.group_value(key, feats, errors, sampled)
-              for (key, _, sampled), (_, feats, errors) in zip(mine, features)]
-    gathered = ctx.gather({"values": values, "stats": stats.state()})
+    try:
+        hits = cache.get_many([k for k in ckeys.values() if k], fkey) if fkey else {}
+        todo = [m for m in mine if ckeys[m[0]] not in hits]
+        features = iter_group_features(((key, [InputItem(path=p) for p in chosen]) for key, chosen, _ in todo),
+                                       extractor, spec.options, stats)
+        computed = {key: metric.group_value(key, feats, errors, sampled)
+                    for (key, _, sampled), (_, feats, errors) in zip(todo, features)}
+        if fkey:
+            cache.put_many(fkey, {ckeys[k]: asdict(v) for k, v in computed.items() if ckeys[k]})
+    finally:
+        stats.cache_problems.extend(getattr(cache, "problems", []))
+        cache.close()
+    values = [computed[key] if key in computed else GroupValue(**hits[ckeys[key]]) for key, _, _ in mine]
+    gathered = ctx.gather({"values": values, "stats": stats.state(), "group_hits": len(mine) - len(todo)})
     if gathered is None:
         return None
     entry = metric.summarize([v for part in gathered for v in part["values"]], counts)
     merged = RunStats.merged([part["stats"] for part in gathered])
-    hits, computed = merged.features.get(extractor.id, [0, 0])
-    return {**entry, "features": {extractor.id: {"cache_hits": hits, "computed": computed}}}
+    hits_n, computed_n = merged.features.get(extractor.id, [0, 0])
+    group_hits = sum(part["group_hits"] for part in gathered)
+    return {**entry, "features": {extractor.id: {"cache_hits": hits_n, "computed": computed_n}},
+            "group_cache": {"cache_hits": group_hits, "computed": len(groups) - group_hits}}
+
+
+def _group_content_key(key: str, members: Sequence[str], shas: Mapping[str, str]) -> str | None:
+    """The group key and its chosen members' content, in order (None when one has no hash)."""
+    import hashlib
+
+    if any(p not in shas for p in members):
+        return None
+    return hashlib.sha256("\n".join([key, *(shas[p] for p in members)]).encode("utf-8", "surrogatepass")).hexdigest()
 
 
 # -- rank 0: values, summary, result folder -----------------------------------------------------------------

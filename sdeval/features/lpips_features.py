@@ -371,11 +371,15 @@ class LpipsTrunk(_LpipsBase):
                            for i in range(layers[0].shape[0]))
         return out
 
-    def to_cache(self, value: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
-        return {f"layer{i}": np.asarray(a) for i, a in enumerate(value)}
+    def cache_key(self) -> str | None:
+        """Never persisted: the activations are ~2.6 MB an image with AlexNet at 256 px (~32 MB with
+        VGG), gigabytes for a nightly folder. The group values made from them are cached instead
+        (:meth:`sdeval.metrics.lpips_metrics.LpipsDiversity.group_cache_key`)."""
+        return None
 
-    def from_cache(self, stored: Mapping[str, Any]) -> list[np.ndarray]:
-        return [np.asarray(stored[f"layer{i}"]) for i in range(len(stored))]
+    def identity_key(self) -> str:
+        """What the activations depend on (weights, size, versions), for keys of values made from them."""
+        return super().cache_key() or ""
 
     def mean_pairwise(self, features: Sequence[Sequence[np.ndarray]]) -> tuple[float, int]:
         """(mean LPIPS over all pairs, number of pairs) of ``features`` (n >= 2 images)."""

@@ -155,6 +155,10 @@ class GroupMetric(Metric):
         """The members of group ``key`` to use and whether that is a sample (default: all)."""
         return list(members), False
 
+    def group_cache_key(self) -> str | None:
+        """Key under which group values are cached by their members' content (None: not cached)."""
+        return None
+
     @abstractmethod
     def group_value(self, key: str, features: Sequence[Any], errors: int, sampled: bool) -> GroupValue:
         """The value of one group from its readable members' features (in member order)."""

@@ -68,6 +68,10 @@ class LpipsDiversity(GroupMetric):
     def feature_extractors(self) -> Sequence[LpipsTrunk]:
         return [self.trunk()]
 
+    def group_cache_key(self) -> str | None:
+        """Group values are cached by their members' content (see ``LpipsTrunk.cache_key``)."""
+        return f"{self.name}/group/v{self.version}/{self.trunk().identity_key()}/max{self.max_group}/seed{self.seed}"
+
     def select(self, key: str, members: Sequence[str]) -> tuple[list[str], bool]:
         if len(members) <= self.max_group:
             return list(members), False
