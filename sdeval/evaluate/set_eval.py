@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence, cast
 
-from sdeval.core.errors import UsageError
+from sdeval.core.errors import EXIT_INTERNAL, SdevalError, UsageError
 from sdeval.pipeline.rows import SCHEMA_VERSION
 from sdeval.pipeline.run import ProgressFn, RunOptions, RunStats
 from sdeval.results.schema import eval_columns
@@ -438,21 +438,27 @@ def _shared_result(ctx: "DistContext", make: Callable[[], EvalResult]) -> EvalRe
                            {k: getattr(result, k) for k in ("values", "set_metrics", "failures", "summary",
                                                             "columns", "warnings", "out_dir")})
     if shared is not None and "failure" in shared:
-        raise RemoteError(shared["failure"])
+        raise remote_error(shared["failure"])
     return result if result is not None else EvalResult(rows=[], **shared)
 
 
 class RemoteError(UsageError):
-    """Rank 0 failed after the gather; the other ranks report its error with its exit code."""
+    """Rank 0 failed after the gather with a usage, config or input error (exit 2)."""
 
-    def __init__(self, failure: Mapping[str, Any]) -> None:
-        super().__init__(f"rank 0 failed: {failure['message']}")
-        self.exit_code = int(failure["exit_code"])
+
+class RemoteInternalError(SdevalError):
+    """Rank 0 failed after the gather with an internal error (exit 3)."""
+
+    exit_code = EXIT_INTERNAL
+
+
+def remote_error(failure: Mapping[str, Any]) -> SdevalError:
+    """What the other ranks raise for rank 0's failure: a class whose exit code is rank 0's."""
+    cls = RemoteInternalError if int(failure["exit_code"]) == EXIT_INTERNAL else RemoteError
+    return cls(f"rank 0 failed: {failure['message']}")
 
 
 def _failure(exc: BaseException) -> dict[str, Any]:
-    from sdeval.core.errors import EXIT_INTERNAL, SdevalError
-
     code = exc.exit_code if isinstance(exc, SdevalError) else EXIT_INTERNAL
     return {"message": f"{type(exc).__name__}: {exc}", "exit_code": code}
 
