@@ -29,6 +29,8 @@ def run_options(fn: Any) -> Any:
         click.option("--workers", type=click.IntRange(1), help="Decode threads (default: CPU count, at most 8)."),
         click.option("--max-pixels", type=click.IntRange(1),
                      help="Decompression-bomb limit in pixels (default 8192x8192)."),
+        click.option("--max-file-bytes", type=click.IntRange(1),
+                     help="Largest input file read, in bytes (default 1 GiB); a larger one is an error row."),
         click.option("--device", metavar="DEVICE", help="Torch device for models: cuda, cuda:1, mps, cpu "
                                                         "(default: the best available)."),
         click.option("--clip-model", metavar="NAME", help="open_clip architecture (default ViT-L-14)."),
@@ -46,11 +48,12 @@ def run_options(fn: Any) -> Any:
     return fn
 
 
-RUN_OPTION_NAMES = ("batch_size", "workers", "max_pixels", "device", "clip_model", "clip_pretrained",
+RUN_OPTION_NAMES = ("batch_size", "workers", "max_pixels", "max_file_bytes", "device", "clip_model", "clip_pretrained",
                     "model_paths", "offline", "no_cache")
 
 
-def build_run_options(batch_size: int, workers: int | None, max_pixels: int | None, device: str | None,
+def build_run_options(batch_size: int, workers: int | None, max_pixels: int | None, max_file_bytes: int | None,
+                      device: str | None,
                       clip_model: str | None, clip_pretrained: str | None, model_paths: tuple[str, ...],
                       offline: bool | None, no_cache: bool) -> Any:
     """RunOptions from the shared flags (offline mode is set before any model library is imported)."""
@@ -76,8 +79,10 @@ def build_run_options(batch_size: int, workers: int | None, max_pixels: int | No
     if paths:
         metric_options["model_paths"] = paths
     kwargs: dict[str, Any] = {"batch_size": batch_size, "metric_options": metric_options, "cache": not no_cache}
-    if max_pixels:
-        kwargs["decode"] = DecodeOptions(max_pixels=max_pixels)
+    if max_pixels or max_file_bytes:
+        decode = DecodeOptions()
+        kwargs["decode"] = DecodeOptions(max_pixels=max_pixels or decode.max_pixels,
+                                         max_file_bytes=max_file_bytes or decode.max_file_bytes)
     if workers:
         kwargs["workers"] = workers
     return RunOptions(**kwargs)

@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from sdeval.core.errors import DecodeError
+from sdeval.core.io import DEFAULT_MAX_FILE_BYTES
 
 SUPPORTED_FORMATS = ("PNG", "JPEG", "WEBP", "MPO")  # MPO: multi-picture JPEG from phones
 DEFAULT_MAX_PIXELS = 8192 * 8192
@@ -31,6 +32,8 @@ ALPHA_BACKGROUND = (255, 255, 255)
 @dataclass(frozen=True)
 class DecodeOptions:
     max_pixels: int = DEFAULT_MAX_PIXELS
+    #: the largest input file read (bytes); a bigger one is an error row
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
 
 
 def open_image(data: bytes, options: DecodeOptions = DecodeOptions()) -> Image.Image:

@@ -9,7 +9,6 @@ back in input order through a bounded window, so memory stays flat whatever the 
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections import deque
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -17,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Iterator, Mapping, Protocol, Sequence
 
 from sdeval.core.errors import DecodeError
+from sdeval.core.io import NotReadable, read_regular_file, sha256_bytes
 from sdeval.features.base import Companion, FeatureExtractor
 from sdeval.inputs.decode import DecodeOptions, header_exif, open_image, to_rgb
 from sdeval.inputs.metadata.types import GenerationMetadata
@@ -63,18 +63,19 @@ def load_one(item: InputItem, plan: LoadPlan, options: DecodeOptions) -> LoadedI
     record = ImageRecord(path=item.path, group=item.group,
                          metadata=item.overrides or GenerationMetadata())
     try:
-        with open(item.path, "rb") as fh:
-            data = fh.read()
+        data = read_regular_file(item.path, options.max_file_bytes)
+    except NotReadable as exc:
+        return LoadedItem(replace(record, error=f"cannot read file: {exc}"))
     except OSError as exc:
         return LoadedItem(replace(record, error=f"cannot read file: {exc.strerror or exc}"))
-    record = replace(record, sha256=hashlib.sha256(data).hexdigest(), size_bytes=len(data))
+    record = replace(record, sha256=sha256_bytes(data), size_bytes=len(data))
     try:
         im = open_image(data, options)
-    except DecodeError as exc:
-        return LoadedItem(replace(record, error=str(exc)))
-    record = _with_header(record, item, im)
+        record = _with_header(record, item, im)
+    except Exception as exc:  # every failure of a decode step is this image's error row
+        return LoadedItem(replace(record, error=_decode_failure(exc)))
     try:
-        files = {ex.id: _read(path) for ex in plan.extractors if ex.has_companion
+        files = {ex.id: _read(path, options) for ex in plan.extractors if ex.has_companion
                  for path in (ex.companion_path(record),) if path is not None}
     except Exception as exc:  # a pairing failure is this image's error row
         return LoadedItem(replace(record, error=f"pairing failed: {type(exc).__name__}: {exc}"))
@@ -86,8 +87,8 @@ def load_one(item: InputItem, plan: LoadPlan, options: DecodeOptions) -> LoadedI
     if pixels:
         try:
             rgb = to_rgb(im)
-        except DecodeError as exc:
-            return LoadedItem(replace(record, error=str(exc)))
+        except Exception as exc:  # a malformed EXIF tag can raise struct.error inside exif_transpose
+            return LoadedItem(replace(record, error=_decode_failure(exc)))
         record = replace(record, height=int(rgb.shape[0]), width=int(rgb.shape[1]))
     prepared: dict[str, Any] = {}
     for ex in needed:
@@ -102,13 +103,20 @@ def load_one(item: InputItem, plan: LoadPlan, options: DecodeOptions) -> LoadedI
     return LoadedItem(record, prepared, cached, shas)
 
 
-def _read(path: str) -> _File:
+def _decode_failure(exc: BaseException) -> str:
+    if isinstance(exc, DecodeError):
+        return str(exc)
+    return f"cannot decode: {type(exc).__name__}: {exc}"
+
+
+def _read(path: str, options: DecodeOptions = DecodeOptions()) -> _File:
     try:
-        with open(path, "rb") as fh:
-            data = fh.read()
+        data = read_regular_file(path, options.max_file_bytes)
+    except NotReadable as exc:
+        return _File(path, None, None, f"cannot read file: {exc}")
     except OSError as exc:
         return _File(path, None, None, f"cannot read file: {exc.strerror or exc}")
-    return _File(path, data, hashlib.sha256(data).hexdigest())
+    return _File(path, data, sha256_bytes(data))
 
 
 def _companion(f: _File, options: DecodeOptions) -> Companion:
@@ -117,8 +125,8 @@ def _companion(f: _File, options: DecodeOptions) -> Companion:
         return Companion(f.path, f.sha256, error=f.error)
     try:
         return Companion(f.path, f.sha256, image=to_rgb(open_image(f.data, options)))
-    except DecodeError as exc:
-        return Companion(f.path, f.sha256, error=str(exc))
+    except Exception as exc:  # the companion's decode failure is the pair's missing value
+        return Companion(f.path, f.sha256, error=_decode_failure(exc))
 
 
 def _with_header(record: ImageRecord, item: InputItem, im: Any) -> ImageRecord:
