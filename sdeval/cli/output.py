@@ -101,6 +101,8 @@ def print_gate_summary(result: Any, err: bool) -> None:
     t = s["timing"]
     notes.append(f"{s['images']} images in {t['seconds']:.2f} s ({t['images_per_second']} images/s)")
     console.print("; ".join(notes))
+    for problem in dict.fromkeys(s.get("cache_problems") or ()):
+        console.print(f"[yellow]warning:[/] {plain(problem)}")
     v = s["verdict"]
     status = "[green]PASSED[/]" if v["passed"] else "[red]FAILED[/]"
     why = f": {plain('; '.join(v['reasons']))}" if v["reasons"] else ""
@@ -137,7 +139,7 @@ def print_eval_summary(result: Any, err: bool) -> None:
             fmt = (lambda k: "-" if d.get(k) is None else f"{d[k]:.4g}")  # noqa: E731
             t.add_row(plain(name), str(d["n"]), fmt("mean"), fmt("min"), fmt("median"), fmt("max"))
         console.print(t)
-    for w in s["warnings"]:
+    for w in (*s["warnings"], *dict.fromkeys(s.get("cache_problems") or ())):
         console.print(f"[yellow]warning:[/] {plain(w)}")
     t = s["timing"]
     console.print(f"{s['images']} generated images in {t['seconds']:.2f} s")

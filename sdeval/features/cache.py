@@ -136,6 +136,15 @@ class FeatureCache:
         self.problems: list[str] = []
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
+        #: why the cache was given up for this run (one failure, one warning; the run goes on)
+        self.broken: str | None = None
+
+    def _give_up(self, what: str, exc: BaseException) -> None:
+        """The cache never fails a run: note the first failure once and run on without the cache."""
+        if self.broken is None:
+            self.broken = f"{what} ({exc})"
+            self.problems.append(f"feature cache {self.path}: {what} ({exc}); this run goes on without the "
+                                 "cache (results are unaffected)")
 
     # connection -------------------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -184,7 +193,7 @@ class FeatureCache:
                 conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?)", (SCHEMA_VERSION,))
                 conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                _rollback(conn)
                 raise
         except BaseException:
             conn.close()
@@ -208,7 +217,7 @@ class FeatureCache:
         """Cached values for the content keys that have one (misses are simply absent)."""
         wanted = list(dict.fromkeys(k for k in keys if k))
         out: dict[str, Any] = {}
-        if not wanted:
+        if not wanted or self.broken:
             return out
         try:
             with self._lock:
@@ -224,8 +233,8 @@ class FeatureCache:
                             out[content] = decode_value(kind, dtype, shape, bytes(data))
                         except (ValueError, TypeError, struct.error) as exc:
                             self.problems.append(f"unreadable cache entry {content[:12]} ({exc}); recomputed")
-        except sqlite3.Error as exc:
-            self.problems.append(f"feature cache read failed ({exc}); computing instead")
+        except (sqlite3.Error, OSError) as exc:
+            self._give_up("read failed", exc)
             return {}
         return out
 
@@ -239,7 +248,7 @@ class FeatureCache:
                 continue
             kind, dtype, shape, data = encode_value(value)
             rows.append((feature_key, content, kind, dtype, shape, sqlite3.Binary(data), now))
-        if not rows:
+        if not rows or self.broken:
             return 0
         try:
             with self._lock:
@@ -251,10 +260,10 @@ class FeatureCache:
                         " VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
                     conn.execute("COMMIT")
                 except BaseException:
-                    conn.execute("ROLLBACK")
+                    _rollback(conn)
                     raise
-        except sqlite3.Error as exc:
-            self.problems.append(f"feature cache write failed ({exc}); results are unaffected")
+        except (sqlite3.Error, OSError) as exc:
+            self._give_up("write failed", exc)
             return 0
         return len(rows)
 
@@ -286,7 +295,7 @@ class FeatureCache:
                     n = conn.execute("DELETE FROM features WHERE feature_key = ?", (feature_key,)).rowcount
                 conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                _rollback(conn)
                 raise
             try:
                 conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -294,6 +303,16 @@ class FeatureCache:
             except sqlite3.OperationalError:  # another run holds it: space comes back later
                 pass
         return int(n)
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    """Roll back if a transaction is still open: SQLite has already rolled back after a full disk,
+    and a second ROLLBACK ("no transaction is active") would hide the real error."""
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
 
 
 class NullCache:

@@ -151,7 +151,7 @@ def test_unwritable_cache_degrades_to_misses(tmp_path: Path, monkeypatch: pytest
     monkeypatch.setattr(cache, "_connect", boom)
     assert cache.get_many([sha(1)], "k") == {}
     assert cache.put_many("k", {sha(2): 2}) == 0
-    assert len(cache.problems) == 2
+    assert len(cache.problems) == 1 and cache.broken  # one warning: the cache is given up for the run
 
 
 def test_null_cache_never_stores() -> None:
