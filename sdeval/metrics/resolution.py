@@ -7,14 +7,23 @@ import re
 from sdeval.core.errors import UsageError
 from sdeval.metrics.base import FeatureBatch, ImageMetric, Missing, Score
 
-_SIZE_RE = re.compile(r"^\s*(\d+)\s*[xX×]\s*(\d+)\s*$")
+_SIZE_RE = re.compile(r"^\s*(\d{1,9})\s*[xX×]\s*(\d{1,9})\s*$")
+#: the largest side a size may claim; metadata from any file can say anything (1 followed by 400 zeros)
+MAX_SIDE = 1 << 20
 
 
 def parse_size(text: str) -> tuple[int, int]:
     m = _SIZE_RE.match(str(text))
     if not m:
-        raise UsageError(f"resolution must look like 1024x1024, got {text!r}")
-    return int(m.group(1)), int(m.group(2))
+        raise UsageError(f"resolution must look like 1024x1024, got {str(text)[:40]!r}")
+    w, h = int(m.group(1)), int(m.group(2))
+    if not (0 < w <= MAX_SIDE and 0 < h <= MAX_SIDE):
+        raise UsageError(f"resolution {w}x{h} is out of range (each side 1..{MAX_SIDE})")
+    return w, h
+
+
+def _plausible(size: tuple[object, object]) -> bool:
+    return all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= MAX_SIDE for v in size)
 
 
 class SizeError(ImageMetric):
@@ -56,6 +65,8 @@ class SizeError(ImageMetric):
             if want is None:
                 out.append(Missing("no requested size (the metadata does not say the output "
                                    "size and no --resolution)"))
+            elif not _plausible(want):
+                out.append(Missing(f"the metadata's requested size is out of range (each side 1..{MAX_SIDE})"))
             elif rec.width is None or rec.height is None:
                 out.append(Missing("image size unknown"))
             else:

@@ -134,3 +134,27 @@ def test_parse_size() -> None:
         parse_size("big")
     with pytest.raises(UsageError):
         SizeError({"resolution": "1024"})
+
+
+def test_absurd_sizes_from_metadata_are_missing_not_an_overflow():
+    from sdeval.inputs.metadata.types import GenerationMetadata
+    from sdeval.inputs.record import ImageRecord
+    from sdeval.metrics.base import FeatureBatch, Missing
+    from sdeval.metrics.resolution import SizeError
+
+    huge = int("1" + "0" * 400)
+    rec = ImageRecord(path="x.png", width=512, height=512,
+                      metadata=GenerationMetadata(output_width=huge, output_height=512))
+    (v,) = SizeError().compute(FeatureBatch(records=[rec], features={}))
+    assert isinstance(v, Missing) and "out of range" in v.reason
+
+
+def test_absurd_resolution_flag_is_a_usage_error():
+    import pytest
+
+    from sdeval.core.errors import UsageError
+    from sdeval.metrics.resolution import parse_size
+
+    for bad in ("1" + "0" * 400 + "x512", "0x512", "99999999x1"):
+        with pytest.raises(UsageError):
+            parse_size(bad)
