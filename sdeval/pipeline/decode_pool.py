@@ -17,12 +17,15 @@ from typing import Any, Iterable, Iterator, Mapping, Protocol, Sequence
 
 from sdeval.core.errors import DecodeError
 from sdeval.core.io import NotReadable, read_regular_file, sha256_bytes
+from sdeval.core.warn_capture import captured, install
 from sdeval.features.base import Companion, FeatureExtractor
 from sdeval.inputs.decode import DecodeOptions, header_exif, open_image, to_rgb
 from sdeval.inputs.metadata.types import GenerationMetadata
 from sdeval.inputs.record import ImageRecord, InputItem
 
 _ORIENTATION_TAG = 0x0112
+
+install()  # before any decode thread starts
 
 
 class LoadPlan(Protocol):
@@ -59,7 +62,18 @@ def default_workers() -> int:
 
 
 def load_one(item: InputItem, plan: LoadPlan, options: DecodeOptions) -> LoadedItem:
-    """Read one input into a record (+ prepared features). Never raises for a bad image."""
+    """Read one input into a record (+ prepared features). Never raises for a bad image; Python
+    warnings raised meanwhile (Pillow's) become the row's warnings instead of stderr noise."""
+    with captured() as caught:
+        loaded = _load_one(item, plan, options)
+    if not caught:
+        return loaded
+    rec = loaded.record
+    return replace(loaded, record=replace(rec, warnings=rec.warnings + tuple(w for w in caught
+                                                                             if w not in rec.warnings)))
+
+
+def _load_one(item: InputItem, plan: LoadPlan, options: DecodeOptions) -> LoadedItem:
     record = ImageRecord(path=item.path, group=item.group,
                          metadata=item.overrides or GenerationMetadata())
     try:

@@ -74,3 +74,21 @@ def test_every_decode_step_failure_is_an_error_row(tmp_path: Path, monkeypatch: 
     rows = {Path(r["path"]).name: r for r in result.rows}
     assert rows["exif.jpg"]["error"] == "cannot decode: error: unpack requires a buffer of 4 bytes"
     assert rows["ok.png"]["verdict"] == "error"  # every image fails the same way, each as its own row
+
+
+def test_pillow_warnings_become_row_warnings_not_stderr(tmp_path: Path, capfd):
+    d = tmp_path / "in"
+    d.mkdir()
+    _good(d)
+    # an EXIF entry whose data lies past the end of the block: Pillow warns "Tag data larger than file"
+    path = d / "exif.jpg"
+    Image.fromarray(np.full((32, 48, 3), 90, np.uint8)).save(path, "JPEG")
+    ifd = struct.pack("<H", 1) + struct.pack("<HHII", 0x010F, 2, 4000, 900)
+    exif = b"Exif\x00\x00" + b"II*\x00" + struct.pack("<I", 8) + ifd + struct.pack("<I", 0)
+    data = path.read_bytes()
+    path.write_bytes(data[:2] + b"\xff\xe1" + struct.pack(">H", len(exif) + 2) + exif + data[2:])
+    for _ in range(2):  # the same warning again on the second run: never swallowed as "already shown"
+        rows = _rows(d)
+        assert any("Tag data larger than file" in w for w in rows["exif.jpg"]["warnings"]), rows["exif.jpg"]
+        assert not any("Tag data" in w for w in rows["ok.png"]["warnings"])
+    assert "Tag data larger than file" not in capfd.readouterr().err
