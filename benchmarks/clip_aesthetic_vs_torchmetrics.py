@@ -25,6 +25,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "features"))
+from ratios import record  # noqa: E402  (benchmarks/ is the script's folder)
 
 PROMPTS = ["a photo of an astronaut", "a cup of coffee on a table", "a cat resting", "a rocket on a launch pad",
            "a portrait photo, soft light", "a landscape at sunset", "a city street at night", "a bowl of fruit"]
@@ -201,10 +202,15 @@ def speed(args: argparse.Namespace) -> None:
         print(f"  forward-only (pre-decoded tensors)                       {fwd:8.1f} images/s; "
               f"end-to-end / forward-only = {(n / cold) / fwd:.2f} cold start, {(n / steady) / fwd:.2f} steady")
         print(f"  torchmetrics CLIPScore {tm_value:.4f} vs sdeval mean max(100*clip_score,0) {ours:.4f}")
+        what = f"CLIP score + aesthetic, {n} images {args.arch}, time: torchmetrics + aesthetic pass / sdeval gate"
+        record(f"{what}, cold cache", peer / cold)
+        record(f"{what}, warm cache", peer / warm)
+        record(f"CLIP gate {args.arch}, throughput: end to end (models loaded) / forward only", (n / steady) / fwd)
 
 
 def memory(args: argparse.Namespace) -> None:
     """Peak RSS of a whole `sdeval gate` process at several N (a child process each)."""
+    peaks: list[tuple[int, float]] = []
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         _, _, name, weights, head, cfg = build_models(tmp, "tiny")
@@ -224,6 +230,10 @@ def memory(args: argparse.Namespace) -> None:
             if status != 0:
                 raise SystemExit(f"sdeval run at N={n} failed ({status})")
             print(f"N={n:6d}  peak RSS {usage.ru_maxrss / 1024:7.1f} MiB  ({time.perf_counter() - t0:.1f} s)")
+            peaks.append((n, usage.ru_maxrss))
+    if len(peaks) >= 2:
+        (n1, rss1), (n2, rss2) = min(peaks), max(peaks)
+        record(f"peak RSS of sdeval gate (tiny CLIP): N={n2} / N={n1}", rss2 / rss1)
 
 
 def main() -> None:

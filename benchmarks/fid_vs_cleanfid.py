@@ -30,6 +30,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from ratios import record  # noqa: E402  (benchmarks/ is the script's folder)
 
 
 def make_images(folder: Path, n: int, size: int = 512, seed: int = 0) -> Path:
@@ -177,6 +178,8 @@ def main() -> None:
     for label, secs in (("cold", cold_s), ("warm", warm_s)):
         print(f"ratio {label}  : {cf_s / secs:6.2f}x end to end, {cf_feat / secs:6.2f}x against clean-fid's "
               f"features alone")
+        record(f"FID {args.n} vs {args.n}, time: clean-fid compute_fid / sdeval {label} cache", cf_s / secs)
+        record(f"FID {args.n} vs {args.n}, time: clean-fid features alone / sdeval {label} cache", cf_feat / secs)
     print(f"FID difference: {abs(cold_fid - cf_fid):.3g} absolute, {abs(cold_fid - cf_fid) / abs(cf_fid):.3g} relative "
           f"to compute_fid; {abs(cold_fid - cf_exact) / abs(cf_exact):.3g} relative to clean-fid's mu/sigma through "
           f"the exact Fréchet formula (FID {cf_exact:.6f}: the rest is scipy sqrtm's error on a singular product)")

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("open_clip")
+import open_clip  # noqa: F401
 import torch  # noqa: E402
 
 import sdeval  # noqa: E402

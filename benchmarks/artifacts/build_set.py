@@ -356,8 +356,19 @@ def render(item: Item, photos: dict[str, np.ndarray]) -> np.ndarray:
     return np.ascontiguousarray(defect.make(img, item.severity, np.random.default_rng(_seed(item))))
 
 
-def build(out: Path, workers: int = 4) -> int:
-    photos = load_photos()
+def chosen_photos(per_half: int | None) -> set[str]:
+    """The first ``per_half`` photos of each half, in :data:`SPLIT` order (None: all)."""
+    names: list[str] = []
+    for half in dict.fromkeys(SPLIT.values()):
+        names += [p for p, s in SPLIT.items() if s == half][:per_half]
+    return set(names)
+
+
+def build(out: Path, workers: int = 4, per_half: int | None = None) -> int:
+    """Write the set into ``out``; ``per_half`` photos of each half (None: all; a small set for
+    ``benchmarks/run_all.py``). A photo looks the same in a small set as in the whole one."""
+    keep = chosen_photos(per_half)
+    photos = {name: img for name, img in load_photos().items() if name in keep}
     all_items = list(items(photos))
     out.mkdir(parents=True, exist_ok=True)
     for size in SIZES:
@@ -389,8 +400,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path(".sdeval-cache/artifacts-bench"))
     parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--photos", type=int, help="only the first N photos of each half (a small set)")
     args = parser.parse_args(argv)
-    n = build(args.out, args.workers)
+    n = build(args.out, args.workers, args.photos)
     print(f"{n} images in {args.out} (labels.csv)", file=sys.stderr)
     return 0
 

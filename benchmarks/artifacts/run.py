@@ -32,9 +32,11 @@ from PIL import Image
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE.parents[1]))
 
 import build_set  # noqa: E402
+from ratios import record  # noqa: E402
 
 from sdeval.gates.checks import CHECKS, FAMILIES  # noqa: E402
 from sdeval.gates.rules import Rule  # noqa: E402
@@ -235,6 +237,31 @@ def format_report(rep: dict[str, Any], sizes: list[int], split: str, n_items: in
     return L
 
 
+def record_goals(rep: dict[str, Any], split: str) -> None:
+    """The goal's two numbers for benchmarks/run_all.py: the weakest check's moderate+severe recall
+    and the highest false-positive rate on clean images."""
+    recalls, fps = [], []
+    for check, c in rep["checks"].items():
+        hit = sum(c["recall"][s][0] for s in ("moderate", "severe"))
+        total = sum(c["recall"][s][1] for s in ("moderate", "severe"))
+        if total:
+            recalls.append((hit / total, check))
+        if c["fp_all"][1]:
+            fps.append((c["fp_all"][0] / c["fp_all"][1], check))
+    def which(pairs: list[tuple[float, str]], value: float) -> str:
+        at = [check for v, check in pairs if v == value]
+        return at[0] if len(at) == 1 else f"{len(at)} checks"
+
+    if recalls:
+        value = min(v for v, _ in recalls)
+        record(f"artifact checks ({split}): moderate+severe recall, weakest check ({which(recalls, value)})",
+               value, ">= 0.9")
+    if fps:
+        value = max(v for v, _ in fps)
+        record(f"artifact checks ({split}): false positives on clean images, highest ({which(fps, value)})",
+               value, "<= 0.02")
+
+
 def fp_breakdown(items: list[dict[str, Any]]) -> list[str]:
     """Which clean photos each check fires on (where the false positives come from)."""
     L = []
@@ -311,6 +338,7 @@ def throughput(data: Path, rows: list[dict[str, str]], n: int) -> list[str]:
         list(pool.map(lambda b: ex.prepare(decode(b), rec), blobs))
     wall = time.perf_counter() - t0
     md, ma = statistics.median(dec), statistics.median(ana)
+    record("artifact analysis / PNG decode, median time per 1024 px image", ma / md)
     shape = decode(blobs[0]).shape
     return [
         f"{len(blobs)} clean PNGs of {shape[1]}x{shape[0]}-ish px (short side 1024), Pillow decode, "
@@ -354,12 +382,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--throughput", type=int, default=40, help="1024 px images to time (0: skip)")
     parser.add_argument("--markdown", type=Path, help="also write the report as Markdown here")
+    parser.add_argument("--photos", type=int, help="when building the set: only the first N photos of each half")
     args = parser.parse_args(argv)
 
     labels = args.data / "labels.csv"
     if not labels.exists():
         print(f"building the set in {args.data} ...", file=sys.stderr)
-        build_set.build(args.data, args.workers)
+        build_set.build(args.data, args.workers, args.photos)
     with open(labels, newline="") as fh:
         rows = list(csv.DictReader(fh))
     values = measure(args.data, rows, args.workers, args.recompute)
@@ -375,7 +404,9 @@ def main(argv: list[str] | None = None) -> int:
     out += ["## Accuracy at the shipped thresholds", "",
             f"Photos: {', '.join(photos)}.", "", "| check | fires when | action |", "|---|---|---|"]
     out += thresholds_text() + [""]
-    out += format_report(report(chosen, sizes), sizes, args.split, len(chosen))
+    rep = report(chosen, sizes)
+    out += format_report(rep, sizes, args.split, len(chosen))
+    record_goals(rep, args.split)
     out += ["", "False positives on clean images, by photo (count of its 15 clean images):", ""]
     out += fp_breakdown(chosen)
     if args.throughput:

@@ -1,7 +1,9 @@
 """What changes between one generation and the next: seeds, prompt wording, face restoration.
 
 Pure functions over API-format ComfyUI graphs and prompt text, shared by the regeneration loop
-and its backends, so that a dry run shows exactly what a real run submits.
+and its backends, so that a dry run shows exactly what a real run submits. The graph itself
+(links, savers, upstream, input get/set, face-node insertion) is :mod:`sdeval.formats.comfyui_graph`,
+the same module the metadata reader walks with.
 
 - Seeds come from a deterministic sequence derived from the original seed (sha256, 64-bit, or
   32-bit for AUTOMATIC1111): a rerun of the same command asks for the same seeds, which is what
@@ -23,13 +25,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sdeval.inputs.metadata.comfyui import OUTPUT_CLASSES, find_prompt_inputs, walk_graph
-
-InputPath = tuple[str, str]
+from sdeval.formats.comfyui_graph import (IMAGE_PLACEHOLDER, GraphError, InputPath, check_api_graph, get_input,
+                                          output_nodes, set_input, upstream)
+from sdeval.inputs.metadata.comfyui import find_prompt_inputs, walk_graph
 
 SEED_SALT = "sdeval-reseed-v1"
-#: the marker a face-restoration node uses for "the decoded image" in ``restore_face_nodes``
-IMAGE_PLACEHOLDER = "$image"
 #: SaveImage's filename_prefix for regenerated images: ComfyUI writes them to output/sdeval/...
 PREFIX_ROOT = "sdeval"
 REPROMPT_STRATEGIES = ("emphasis", "append", "template")
@@ -37,10 +37,6 @@ REGENERATE_KEYS = ("reprompt", "emphasis_weight", "emphasis_step", "emphasis_max
                    "restore_face_workflow", "restore_face_nodes", "restore_face_output")
 #: the most JSON a workflow file may hold (graphs are small; this only stops accidents)
 MAX_WORKFLOW_BYTES = 16 * 2 ** 20
-
-
-class GraphError(ValueError):
-    """A graph cannot be used for regeneration; the message says why, for the row."""
 
 
 # ------------------------------------------------------------------------------------------ seeds
@@ -236,36 +232,16 @@ def _check_face_nodes(nodes: Any, error: Callable[[str, str], Exception]) -> Non
 
 # ------------------------------------------------------------------------------------------ graphs
 
-def _link(value: Any) -> tuple[str, int] | None:
-    if (isinstance(value, (list, tuple)) and len(value) == 2 and isinstance(value[0], (str, int))
-            and not isinstance(value[0], bool) and isinstance(value[1], int) and not isinstance(value[1], bool)):
-        return str(value[0]), value[1]
-    return None
-
-
-def check_api_graph(graph: Any, what: str = "graph") -> dict[str, Any]:
-    """``graph`` as a dict of nodes, or :class:`GraphError` saying what is wrong with it."""
-    if isinstance(graph, dict) and isinstance(graph.get("prompt"), dict) and "class_type" not in graph["prompt"]:
-        graph = graph["prompt"]  # a saved POST /prompt body
-    if isinstance(graph, dict) and isinstance(graph.get("nodes"), list) and "links" in graph:
-        raise GraphError(f"{what} is a UI workflow, not the API format ComfyUI runs; export it with "
-                         "'Save (API Format)' (or 'Export (API)')")
-    if not isinstance(graph, dict) or not graph:
-        raise GraphError(f"{what} is not an API-format ComfyUI graph (an object of nodes)")
-    for nid, node in graph.items():
-        if not isinstance(node, dict) or not isinstance(node.get("class_type"), str):
-            raise GraphError(f"{what}: node {nid} has no class_type (not an API-format graph)")
-    return graph
-
-
 def load_workflow(path: str) -> dict[str, Any]:
     """Read an API-format workflow file; :class:`GraphError` with a clear message otherwise."""
     p = Path(path)
     try:
         size = p.stat().st_size
-        if size > MAX_WORKFLOW_BYTES:
+        if size > MAX_WORKFLOW_BYTES:  # GraphError is a ValueError: not caught as bad JSON below
             raise GraphError(f"{path} is {size} bytes; a workflow is at most {MAX_WORKFLOW_BYTES}")
         data = json.loads(p.read_text(encoding="utf-8"))
+    except GraphError:
+        raise
     except FileNotFoundError as exc:
         raise GraphError(f"workflow file not found: {path}") from exc
     except (OSError, UnicodeDecodeError) as exc:
@@ -273,35 +249,6 @@ def load_workflow(path: str) -> dict[str, Any]:
     except ValueError as exc:
         raise GraphError(f"workflow {path} is not valid JSON: {exc}") from exc
     return check_api_graph(data, f"workflow {path}")
-
-
-def output_nodes(graph: Mapping[str, Any]) -> list[str]:
-    """Nodes that save or show images (the reader's notion, so both agree on 'the saved image')."""
-    return [nid for nid, node in graph.items()
-            if (ct := str(node.get("class_type", ""))) in OUTPUT_CLASSES or "Save" in ct or "Preview" in ct]
-
-
-def upstream(graph: Mapping[str, Any], starts: list[str]) -> set[str]:
-    """Every node feeding ``starts`` (included)."""
-    seen: set[str] = set()
-    stack = list(starts)
-    while stack:
-        nid = stack.pop()
-        if nid in seen or nid not in graph:
-            continue
-        seen.add(nid)
-        for v in (graph[nid].get("inputs") or {}).values():
-            if (link := _link(v)) is not None:
-                stack.append(link[0])
-    return seen
-
-
-def _get(graph: Mapping[str, Any], path: InputPath) -> Any:
-    return ((graph.get(path[0]) or {}).get("inputs") or {}).get(path[1])
-
-
-def _set(graph: dict[str, Any], path: InputPath, value: Any) -> None:
-    graph[path[0]].setdefault("inputs", {})[path[1]] = value
 
 
 @dataclass(frozen=True)
@@ -343,7 +290,7 @@ class GraphPlan:
         if not seeds:
             raise GraphError(f"{what} has no seed input that reaches the saved image (a seed made by a custom "
                              "node cannot be changed); pass --workflow FILE")
-        prompts = tuple((p, t) for p in find_prompt_inputs(graph) if isinstance(t := _get(graph, p), str))
+        prompts = tuple((p, t) for p in find_prompt_inputs(graph) if isinstance(t := get_input(graph, p), str))
         savers = tuple(n for n in outs if "filename_prefix" in (graph[n].get("inputs") or {}))
         return cls(graph=graph, seeds=tuple(seeds), prompts=prompts, savers=savers)
 
@@ -356,10 +303,10 @@ class GraphPlan:
             raise GraphError(f"{what} has no positive prompt text the metadata reader can find")
         graph = copy.deepcopy(dict(self.graph))
         for path, _ in self.prompts:
-            _set(graph, path, prompt)
+            set_input(graph, path, prompt)
         seed = self.seed if seed is None else int(seed)
         for path, _ in self.seeds:
-            _set(graph, path, seed)
+            set_input(graph, path, seed)
         return GraphPlan(graph=graph, seeds=tuple((p, seed) for p, _ in self.seeds),
                          prompts=tuple((p, prompt) for p, _ in self.prompts), savers=self.savers)
 
@@ -371,13 +318,13 @@ class GraphPlan:
         graph = copy.deepcopy(dict(self.graph))
         primary = self.seed
         for path, original in self.seeds:
-            _set(graph, path, seed if original == primary else companion_seed(original, seed, bits))
+            set_input(graph, path, seed if original == primary else companion_seed(original, seed, bits))
         if reword is not None:
             for path, text in self.prompts:
-                _set(graph, path, reword(text))
+                set_input(graph, path, reword(text))
         if prefix is not None:
             for nid in self.savers:
-                _set(graph, (nid, "filename_prefix"), prefix)
+                set_input(graph, (nid, "filename_prefix"), prefix)
         return graph
 
     def prompt_after(self, reword: Callable[[str], str] | None) -> str | None:
@@ -385,48 +332,6 @@ class GraphPlan:
             return self.prompt
         texts = dict.fromkeys(reword(t).strip() for _, t in self.prompts if t.strip())
         return "\n".join(texts)
-
-
-def insert_face_nodes(graph: dict[str, Any], nodes: Mapping[str, Any], output: str | None = None,
-                      tag: str = "sdeval_face") -> dict[str, Any]:
-    """Put ``nodes`` between each saver and the image it saves (``$image`` = that image).
-
-    Node ids get a ``tag`` prefix so they cannot clash with the graph's; links between the
-    inserted nodes are renamed accordingly. The saver then saves ``output`` (default: the inserted
-    node no other inserted node reads). :class:`GraphError` when the graph has no saver to hook.
-    """
-    ids = {str(nid): f"{tag}_{nid}" for nid in nodes}
-    if output is None:
-        read = {str(_link(v)[0]) for n in nodes.values() for v in (n.get("inputs") or {}).values()
-                if _link(v) is not None and str(_link(v)[0]) in ids}
-        ends = [nid for nid in ids if nid not in read]
-        if len(ends) != 1:
-            raise GraphError("restore_face_nodes has several end nodes; name one with restore_face_output")
-        output = ends[0]
-    graph = copy.deepcopy(graph)
-    hooked = 0
-    for saver in output_nodes(graph):
-        inputs = graph[saver].get("inputs") or {}
-        source = inputs.get("images")
-        if _link(source) is None:
-            continue
-        suffix = "" if hooked == 0 else f"_{hooked}"
-        for nid, node in nodes.items():
-            new_inputs: dict[str, Any] = {}
-            for k, v in (node.get("inputs") or {}).items():
-                if v == IMAGE_PLACEHOLDER:
-                    new_inputs[k] = list(source)
-                elif (link := _link(v)) is not None and link[0] in ids:
-                    new_inputs[k] = [ids[link[0]] + suffix, link[1]]
-                else:
-                    new_inputs[k] = copy.deepcopy(v)
-            graph[ids[str(nid)] + suffix] = {"class_type": node["class_type"], "inputs": new_inputs,
-                                            "_meta": {"title": f"sdeval face restoration ({node['class_type']})"}}
-        inputs["images"] = [ids[output] + suffix, 0]
-        hooked += 1
-    if not hooked:
-        raise GraphError("the graph has no image-saving node whose input the face restoration can take")
-    return graph
 
 
 def attempt_prefix(image_key: str, attempt: int) -> str:

@@ -9,7 +9,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sdeval.gates.mutations import FaceRestore, GraphError, GraphPlan, RepromptStrategy, insert_face_nodes
+from sdeval.formats.comfyui_graph import GraphError, insert_face_nodes
+from sdeval.gates.mutations import FaceRestore, GraphPlan, RepromptStrategy
 
 
 @dataclass(frozen=True)

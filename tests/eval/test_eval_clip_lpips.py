@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("open_clip")
-lpips = pytest.importorskip("lpips")
+import torch
+import open_clip  # noqa: F401
+import lpips
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parents[1] / "features"))

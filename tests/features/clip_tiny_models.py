@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 
 TINY_CFG: dict[str, Any] = {
     "embed_dim": 32,
@@ -164,8 +163,8 @@ def hf_tiny_pair(tmp: Path, seed: int = 0, negate_text: bool = False) -> tuple[A
     ``negate_text`` flips the text projection, which flips the sign of every cosine: random tiny
     models tend to give all pairs one sign, and a comparison wants both.
     """
-    transformers = pytest.importorskip("transformers")
     import torch
+    import transformers
 
     torch.manual_seed(seed)
     vc, tc = TINY_CFG["vision_cfg"], TINY_CFG["text_cfg"]

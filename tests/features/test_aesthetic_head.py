@@ -9,8 +9,8 @@ from typing import Iterator
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("open_clip")
+import torch
+import open_clip  # noqa: F401
 
 from clip_tiny_models import TINY_CFG, images, record, save_pt  # noqa: E402
 

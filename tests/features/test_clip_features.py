@@ -14,8 +14,8 @@ from typing import Iterator
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-open_clip = pytest.importorskip("open_clip")
+import torch
+import open_clip
 
 from clip_tiny_models import TINY_CFG, images, record, register_tiny, save_local_dir, save_pt  # noqa: E402
 

@@ -16,10 +16,10 @@ from typing import Iterator
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("open_clip")
-pytest.importorskip("transformers")
-pytest.importorskip("torchmetrics")
+import torch
+import open_clip  # noqa: F401
+import transformers  # noqa: F401
+import torchmetrics  # noqa: F401
 
 from clip_tiny_models import hf_tiny_pair, images, record  # noqa: E402
 

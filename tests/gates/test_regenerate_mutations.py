@@ -10,8 +10,9 @@ import pytest
 
 from sdeval.core.config import TomlSource
 from sdeval.core.errors import PolicyError
-from sdeval.gates.mutations import (GraphError, GraphPlan, RegenerateConfig, RepromptStrategy, check_api_graph,
-                                    insert_face_nodes, next_seed, seed_candidates)
+from sdeval.formats.comfyui_graph import GraphError, check_api_graph, insert_face_nodes
+from sdeval.gates import mutations
+from sdeval.gates.mutations import GraphPlan, RegenerateConfig, RepromptStrategy, load_workflow, next_seed, seed_candidates
 from sdeval.gates.policy import build_policy
 
 try:
@@ -99,6 +100,15 @@ def test_graphs_that_cannot_be_regenerated():
               "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "x"}}}
     with pytest.raises(GraphError, match="no seed input"):
         GraphPlan.from_graph(loaded)
+
+
+def test_oversize_workflow_file_says_so_not_invalid_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    wf = tmp_path / "big.json"
+    wf.write_text(json.dumps(sd_graph(1)))
+    monkeypatch.setattr(mutations, "MAX_WORKFLOW_BYTES", 10)
+    with pytest.raises(GraphError, match="bytes; a workflow is at most 10") as caught:
+        load_workflow(str(wf))
+    assert "not valid JSON" not in str(caught.value)
 
 
 def test_insert_face_nodes_between_decoder_and_saver():

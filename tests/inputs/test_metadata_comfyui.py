@@ -5,16 +5,14 @@ from __future__ import annotations
 import copy
 import json
 from io import BytesIO
-from pathlib import Path
 
 import pytest
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
+from conftest import shared_file
 from sdeval.inputs.metadata.comfyui import find_prompt_inputs, parse_comfyui, walk_graph
 from sdeval.inputs.metadata.reader import read_metadata
-
-RECORDED = Path("/work/shared/comfyui")
 
 
 def _node(class_type: str, **inputs: object) -> dict:
@@ -324,10 +322,7 @@ def test_reader_uses_prompt_chunk() -> None:
 
 
 def _recorded_graph(name: str) -> dict:
-    path = RECORDED / name
-    if not path.is_file():
-        pytest.skip(f"{path} not present")
-    data = json.loads(path.read_text())
+    data = json.loads(shared_file("comfyui", name).read_text())
     return data["exchanges"][0]["request"]["json"]["prompt"]
 
 
@@ -350,9 +345,7 @@ def test_recorded_core_only_graph() -> None:
 
 
 def test_recorded_saveimage_png() -> None:
-    path = RECORDED / "04_output.png"
-    if not path.is_file():
-        pytest.skip(f"{path} not present")
+    path = shared_file("comfyui", "04_output.png")
     with Image.open(path) as image:
         meta = read_metadata(image, str(path))
     assert meta.source == "comfyui"

@@ -8,18 +8,17 @@ from __future__ import annotations
 import math
 from concurrent.futures import ThreadPoolExecutor
 
+import cv2
 import numpy as np
 import pytest
+from skimage import data as skdata
 
-cv2 = pytest.importorskip("cv2")
-skdata = pytest.importorskip("skimage.data")
-
-from sdeval.features import artifacts as A  # noqa: E402
-from sdeval.features.registry import create_extractor  # noqa: E402
-from sdeval.gates.checks import CHECKS, FAMILIES  # noqa: E402
-from sdeval.inputs.record import ImageRecord  # noqa: E402
-from sdeval.metrics import registry  # noqa: E402
-from sdeval.metrics.base import FeatureBatch, Missing  # noqa: E402
+from sdeval.features import artifacts as A
+from sdeval.features.registry import create_extractor
+from sdeval.gates.checks import CHECKS, FAMILIES
+from sdeval.inputs.record import ImageRecord
+from sdeval.metrics import registry
+from sdeval.metrics.base import FeatureBatch, Missing
 
 ARTIFACT_CHECKS = ("blur", "low_contrast", "exposure", "oversaturation", "noise", "latent_grid", "duplication")
 

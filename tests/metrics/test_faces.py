@@ -6,20 +6,19 @@ import sys
 import types
 from concurrent.futures import ThreadPoolExecutor
 
+import cv2
 import numpy as np
 import pytest
+from skimage import data as skdata
 
-cv2 = pytest.importorskip("cv2")
-skdata = pytest.importorskip("skimage.data")
-if not hasattr(cv2, "CascadeClassifier"):  # OpenCV 5: the extra pins < 5
-    pytest.skip("this OpenCV has no Haar cascades", allow_module_level=True)
-
-from sdeval.core.errors import MetricUnavailableError  # noqa: E402
-from sdeval.features import faces as F  # noqa: E402
-from sdeval.gates.checks import CHECKS  # noqa: E402
-from sdeval.inputs.record import ImageRecord  # noqa: E402
-from sdeval.metrics import registry  # noqa: E402
-from sdeval.metrics.base import FeatureBatch, Missing  # noqa: E402
+from sdeval.core.errors import MetricUnavailableError
+from sdeval.features import faces as F
+from sdeval.gates.checks import CHECKS
+from sdeval.gates.policy import build_policy
+from sdeval.gates.sources import load_preset
+from sdeval.inputs.record import ImageRecord
+from sdeval.metrics import registry
+from sdeval.metrics.base import FeatureBatch, Missing
 
 NAMES = ["face_count", "face_size", "face_sharpness", "face_confidence"]
 
@@ -101,9 +100,7 @@ def test_opencv_without_cascades_names_the_extra(monkeypatch):
 
 
 def test_portrait_preset_expects_one_reasonable_face():
-    config = pytest.importorskip("sdeval.gates.sources")
-    policy_mod = pytest.importorskip("sdeval.gates.policy")
-    policy = policy_mod.build_policy(config.load_preset("portrait"))
+    policy = build_policy(load_preset("portrait"))
     assert "face" in policy.checks
     rules = {r.metric: r for r in policy.rules}
     assert rules["face_count"].op == "!=" and rules["face_count"].threshold == 1

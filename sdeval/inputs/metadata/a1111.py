@@ -39,6 +39,12 @@ def _unquote(value: str) -> str:
     return value
 
 
+def is_params_line(line: str) -> bool:
+    """A1111's test for the parameters line: at least three ``key: value`` pairs (a prompt line
+    with a colon or two stays a prompt)."""
+    return len(RE_PARAM.findall(line)) >= 3
+
+
 def parse_params_line(line: str) -> dict[str, str]:
     """``Steps: 20, Sampler: Euler a, ...`` as a dict (first occurrence of a key wins)."""
     params: dict[str, str] = {}
@@ -51,7 +57,7 @@ def parse_a1111(text: str, *, source: str = "a1111") -> GenerationMetadata:
     """Parse an A1111 infotext; ``source`` lets tools that write the same text (Fooocus) say so."""
     lines = text.replace("\r\n", "\n").replace("\r", "\n").strip().split("\n")
     params: dict[str, str] = {}
-    if lines and len(RE_PARAM.findall(lines[-1])) >= 3:
+    if lines and is_params_line(lines[-1]):
         params = parse_params_line(lines.pop())
     prompt_lines: list[str] = []
     negative_lines: list[str] | None = None

@@ -16,7 +16,7 @@ from typing import Any
 from PIL import Image
 
 from sdeval.inputs.metadata._common import dedupe, load_json
-from sdeval.inputs.metadata.a1111 import RE_PARAM, decode_user_comment, parse_a1111
+from sdeval.inputs.metadata.a1111 import decode_user_comment, is_params_line, parse_a1111
 from sdeval.inputs.metadata.comfyui import parse_comfyui
 from sdeval.inputs.metadata.fooocus import parse_fooocus
 from sdeval.inputs.metadata.invokeai import (parse_dream, parse_invokeai_metadata,
@@ -151,7 +151,7 @@ def _candidates(text: dict[str, str], exif: dict[str, str], max_json_bytes: int
         yield lambda: parse_comfyui(model_tag[len(COMFY_EXIF_PREFIX):],
                                     max_json_bytes=max_json_bytes)
     comment = text.get("comment")
-    if comment is not None and len(RE_PARAM.findall(comment.strip().split("\n")[-1])) >= 3:
+    if comment is not None and is_params_line(comment.strip().split("\n")[-1]):
         yield lambda: parse_a1111(comment)
 
 

@@ -1,0 +1,149 @@
+"""Prompt texts: walk a sampler's conditioning input back to the text encoders that feed it.
+
+Conditioning passes through combine/concat/area/ControlNet nodes on its way from the encoders to
+the sampler; every text reached counts, in order, with the input it was read from (the input a
+reprompt rewrites). A ``ConditioningZeroOut`` negative (Flux/SD3) is an empty prompt, not the
+positive text it was made from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sdeval.formats.comfyui_graph import InputPath, Link, link
+from sdeval.inputs.metadata.comfyui.values import GraphValues
+
+#: text encoder class -> inputs holding prompt text, in the order they are joined.
+TEXT_ENCODERS: dict[str, tuple[str, ...]] = {
+    "CLIPTextEncode": ("text",),
+    "CLIPTextEncodeSDXL": ("text_g", "text_l"),
+    "CLIPTextEncodeSDXLRefiner": ("text",),
+    "CLIPTextEncodeFlux": ("clip_l", "t5xxl"),
+    "CLIPTextEncodeSD3": ("clip_l", "clip_g", "t5xxl"),
+    "CLIPTextEncodeHunyuanDiT": ("bert", "mt5xl"),
+    "CLIPTextEncodePixArtAlpha": ("text",),
+}
+#: text inputs read from encoders this module does not know by name (``*TextEncode*`` classes).
+GENERIC_TEXT_INPUTS = ("text", "text_g", "text_l", "clip_l", "clip_g", "t5xxl", "prompt")
+
+#: conditioning pass-through nodes -> the conditioning inputs that all feed the output.
+CONDITIONING_PASS: dict[str, tuple[str, ...]] = {
+    "ConditioningCombine": ("conditioning_1", "conditioning_2"),
+    "ConditioningConcat": ("conditioning_to", "conditioning_from"),
+    "ConditioningAverage": ("conditioning_to", "conditioning_from"),
+    "ConditioningSetArea": ("conditioning",),
+    "ConditioningSetAreaPercentage": ("conditioning",),
+    "ConditioningSetAreaStrength": ("conditioning",),
+    "ConditioningSetMask": ("conditioning",),
+    "ConditioningSetTimestepRange": ("conditioning",),
+    "ControlNetApply": ("conditioning",),
+    "FluxGuidance": ("conditioning",),
+    "unCLIPConditioning": ("conditioning",),
+}
+#: nodes whose output is an *empty* conditioning: the negative of Flux/SD3 graphs is often
+#: ``ConditioningZeroOut(positive)``; reporting the positive text as the negative would be wrong.
+ZERO_CONDITIONING = frozenset({"ConditioningZeroOut"})
+#: conditioning is walked recursively (two frames a level): keep well under the recursion limit.
+MAX_COND_DEPTH = 128
+
+
+@dataclass(frozen=True)
+class Piece:
+    """One prompt text and the graph input it was read from."""
+
+    text: str
+    path: InputPath
+
+
+def join(pieces: list[Piece] | None) -> str | None:
+    """Distinct non-empty texts, one per line (SDXL text_g/text_l are often the same text)."""
+    if pieces is None:
+        return None
+    texts = dict.fromkeys(p.text.strip() for p in pieces if p.text.strip())
+    return "\n".join(texts)
+
+
+class Conditioning:
+    """The texts behind conditioning inputs of one graph, memoised per producing output: shared
+    sub-graphs (a combine fed twice by the same node, repeated over and over) must not make the
+    walk exponential."""
+
+    def __init__(self, values: GraphValues) -> None:
+        self.g = values
+        self._memo: dict[Link, list[Piece] | None] = {}
+        self._active: set[Link] = set()
+
+    def texts(self, node_id: str, name: str) -> list[Piece] | None:
+        """The prompt texts feeding a conditioning input; None when they cannot be found."""
+        if name not in self.g.inputs(node_id):
+            return None
+        return self._follow(self.g.inputs(node_id)[name], (node_id, name), 0)
+
+    def _follow(self, value: Any, holder: InputPath, depth: int) -> list[Piece] | None:
+        g = self.g
+        source = link(value)
+        if source is None:
+            g.warn(f"comfyui: conditioning input {holder[0]}.{holder[1]} is not a link")
+            return None
+        if source[0] not in g.graph:
+            g.warn(f"comfyui: unresolved link at {holder[0]}.{holder[1]} -> node {source[0]} "
+                   "(no such node)")
+            return None
+        if source in self._memo:
+            return self._memo[source]
+        if source in self._active:
+            return None  # a cycle, reported with the execution order
+        if depth > MAX_COND_DEPTH:
+            g.warn(f"comfyui: conditioning chain deeper than {MAX_COND_DEPTH} nodes at "
+                   f"node {source[0]}; not followed")
+            return None
+        self._active.add(source)
+        try:
+            result = self._node(source[0], source[1], depth)
+        finally:
+            self._active.discard(source)
+        if result is not None:
+            result = list(dict.fromkeys(result))
+        self._memo[source] = result
+        return result
+
+    def _node(self, src: str, out: int, depth: int) -> list[Piece] | None:
+        g = self.g
+        ct, inputs = g.cls(src), g.inputs(src)
+        if ct in TEXT_ENCODERS or ("TextEncode" in ct and ct not in CONDITIONING_PASS):
+            return self._encoder(src, ct, inputs)
+        if ct in ZERO_CONDITIONING:
+            return []
+        if ct in CONDITIONING_PASS:
+            names = CONDITIONING_PASS[ct]
+        elif link(inputs.get("positive")) and link(inputs.get("negative")):
+            # ControlNetApplyAdvanced, InpaintModelConditioning...: output 0 positive, 1 negative
+            if out not in (0, 1):
+                g.warn(f"comfyui: cannot follow output {out} of node {src} ({ct})")
+                return None
+            names = ("positive",) if out == 0 else ("negative",)
+        else:
+            names = tuple(k for k, v in inputs.items()
+                          if link(v) and ("conditioning" in k or k in ("cond", "positive")))
+            if not names:
+                g.warn(f"comfyui: cannot follow conditioning through node {src} ({ct})")
+                return None
+        parts = [self._follow(inputs[n], (src, n), depth + 1) for n in names if n in inputs]
+        found = [p for p in parts if p is not None]
+        return [piece for part in found for piece in part] if found else None
+
+    def _encoder(self, src: str, ct: str, inputs: dict[str, Any]) -> list[Piece] | None:
+        names = TEXT_ENCODERS.get(ct) or tuple(n for n in GENERIC_TEXT_INPUTS if n in inputs)
+        pieces, unresolved = [], False
+        for n in names:
+            text, path = self.g.value(src, n)
+            if isinstance(text, str):
+                pieces.append(Piece(text, path or (src, n)))
+            elif n in inputs:
+                unresolved = True
+        if not pieces and (unresolved or not any(n in inputs for n in names)):
+            if not unresolved:
+                self.g.warn(f"comfyui: text encoder {src} ({ct}) has no text input")
+            return None
+        return pieces
