@@ -18,6 +18,8 @@ from sdeval.inputs.metadata.types import GenerationMetadata
 #: A1111's own pattern (modules/infotext_utils.py, ``re_param_code``); quoted values are JSON.
 RE_PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
 RE_SIZE = re.compile(r"^\s*(\d+)\s*[x×]\s*(\d+)\s*$")
+#: the most digits a size side may have (a file may say 1 followed by 400 zeros)
+MAX_SIZE_DIGITS = 6
 #: latent grid of SD models: A1111's ``opt_f``.
 OPT_F = 8
 NEGATIVE_PREFIX = "Negative prompt:"
@@ -39,16 +41,83 @@ def _unquote(value: str) -> str:
     return value
 
 
+def _is_key_char(ch: str) -> bool:
+    return ch.isalnum() or ch in "_ -/"
+
+
+def _is_word_char(ch: str) -> bool:
+    return ch.isalnum() or ch == "_"
+
+
+def param_pairs(line: str) -> list[tuple[str, str]]:
+    """What ``RE_PARAM.findall(line)`` returns, in linear time.
+
+    The regex is A1111's, but Python's backtracking makes it quadratic on a long line without
+    colons (16 KB took 1.4 s, a 64 MB chunk hours). Every match ends at its key's colon, and a key
+    is the run of key characters (word, space, ``-``, ``/``) just before it, from its first word
+    character, at least two characters long; so each colon is looked at once, and the run before
+    it is walked once. The value is a JSON-quoted string when one ends at a comma or the end,
+    else everything up to the next comma.
+    """
+    out: list[tuple[str, str]] = []
+    n = len(line)
+    pos = 0
+    while pos < n:
+        colon = line.find(":", pos)
+        if colon < 0:
+            break
+        start = colon
+        while start > pos and _is_key_char(line[start - 1]):
+            start -= 1
+        key_start = start
+        while key_start < colon and not _is_word_char(line[key_start]):
+            key_start += 1
+        if colon - key_start >= 2:
+            value_start = colon + 1
+            while value_start < n and line[value_start].isspace():
+                value_start += 1
+            end = _quoted_end(line, value_start)
+            if end is None:
+                comma = line.find(",", value_start)
+                end = n if comma < 0 else comma
+            out.append((line[key_start:colon], line[value_start:end]))
+            pos = end + 1
+        else:
+            pos = colon + 1
+    return out
+
+
+def _quoted_end(line: str, i: int) -> int | None:
+    """End (exclusive) of a JSON-quoted value at ``i`` followed by a comma or the end, else None."""
+    n = len(line)
+    if i >= n or line[i] != '"':
+        return None
+    j = i + 1
+    while j < n:
+        ch = line[j]
+        if ch == "\\":
+            if j + 1 >= n:
+                return None
+            j += 2
+            continue
+        if ch == '"':
+            break
+        j += 1
+    if j >= n or j == i + 1 or (j + 1 < n and line[j + 1] != ","):
+        return None
+    return j + 1
+
+
 def is_params_line(line: str) -> bool:
     """A1111's test for the parameters line: at least three ``key: value`` pairs (a prompt line
     with a colon or two stays a prompt)."""
-    return len(RE_PARAM.findall(line)) >= 3
+    return len(param_pairs(line)) >= 3
 
 
 def parse_params_line(line: str) -> dict[str, str]:
     """``Steps: 20, Sampler: Euler a, ...`` as a dict (first occurrence of a key wins)."""
     params: dict[str, str] = {}
-    for key, value in RE_PARAM.findall(line):
+    for key, value in param_pairs(line):
         params.setdefault(key.strip(), _unquote(value.strip()))
     return params
 
@@ -70,11 +139,12 @@ def parse_a1111(text: str, *, source: str = "a1111") -> GenerationMetadata:
     prompt = "\n".join(prompt_lines).strip()
 
     width = height = None
-    size = _size(params.get("Size"))
+    problems: list[str] = []
+    size = _size(params.get("Size"), "Size", problems)
     if size:
         width, height = size
     output = size
-    first_pass = _size(params.get("First pass size"))
+    first_pass = _size(params.get("First pass size"), "First pass size", problems)
     if size and first_pass is not None and size[0] > 0 and size[1] > 0:
         # before A1111 1.0 (Jan 2023) ``Size`` was the final size and ``First pass size`` the base;
         # 0x0 meant "computed": A1111 converts it back the same way (restore_old_hires_fix_params)
@@ -98,12 +168,21 @@ def parse_a1111(text: str, *, source: str = "a1111") -> GenerationMetadata:
         scheduler=params.get("Schedule type") or None,
         model=params.get("Model") or None,
         model_hash=params.get("Model hash") or None,
+        warnings=tuple(problems),
     )
 
 
-def _size(text: str | None) -> tuple[int, int] | None:
+def _size(text: str | None, key: str = "Size", problems: list[str] | None = None) -> tuple[int, int] | None:
+    """``WxH`` as ints; a side of more than :data:`MAX_SIZE_DIGITS` digits is a warning on this
+    field only (Python refuses to parse ints past 4,300 digits; nothing is that big)."""
     size = RE_SIZE.match(text or "")
-    return (int(size.group(1)), int(size.group(2))) if size else None
+    if not size:
+        return None
+    if max(len(size.group(1)), len(size.group(2))) > MAX_SIZE_DIGITS:
+        if problems is not None:
+            problems.append(f"a1111: '{key}' is out of range ({len(text or '')} characters); ignored")
+        return None
+    return int(size.group(1)), int(size.group(2))
 
 
 def _old_first_pass(width: int, height: int) -> tuple[int, int]:

@@ -163,6 +163,54 @@ def _json_reader(chunk: str, what: str, parse: Callable[[Any], GenerationMetadat
     return parse(data)
 
 
+#: the most characters read from any one text chunk or EXIF text: a generator writes kilobytes,
+#: a hostile file 64 MB on one line
+MAX_CHUNK_CHARS = 4 << 20
+
+
+def _capped(texts: dict[str, str], limit: int, warnings: list[str]) -> dict[str, str]:
+    out = {}
+    for key, value in texts.items():
+        if len(value) > limit:
+            warnings.append(f"metadata: '{key}' holds {len(value)} characters; only the first {limit} were read")
+            value = value[:limit]
+        out[key] = value
+    return out
+
+
+def _has_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _no_surrogates(text: str) -> str:
+    return "".join("\ufffd" if "\ud800" <= c <= "\udfff" else c for c in text)
+
+
+def _sanitised(meta: Any, warnings: list[str]) -> Any:
+    """Text fields of ``meta`` (and its samplers) without lone surrogates (JSON's ``"\\ud800"``),
+    which no UTF-8 writer accepts: replaced by U+FFFD, with a warning naming the field."""
+    from dataclasses import fields
+
+    changes: dict[str, Any] = {}
+    for f in fields(meta):
+        value = getattr(meta, f.name)
+        if isinstance(value, str) and _has_surrogate(value):
+            changes[f.name] = _no_surrogates(value)
+            warnings.append(f"metadata: '{f.name}' held characters that are not valid Unicode (lone "
+                            "surrogates); replaced with U+FFFD")
+        elif f.name == "samplers" and value:
+            cleaned = tuple(_sanitised(s, warnings) for s in value)
+            if cleaned != value:
+                changes[f.name] = cleaned
+        elif f.name == "raw" and value:
+            changes[f.name] = {_no_surrogates(k): _no_surrogates(v) for k, v in value.items()}
+    return replace(meta, **changes) if changes else meta
+
+
 def read_metadata(image: Image.Image, path: str | None = None, *, max_json_bytes: int = 1 << 20,
                   max_raw_chars: int = 65536) -> GenerationMetadata:
     """Generation metadata of an opened image (``path`` is only used to find a caption sidecar).
@@ -177,6 +225,8 @@ def read_metadata(image: Image.Image, path: str | None = None, *, max_json_bytes
         warnings.append(f"metadata: unreadable text chunks ({type(exc).__name__})")
         text = {}
     exif = _exif_texts(image, warnings)
+    limit = max(MAX_CHUNK_CHARS, max_json_bytes + 1)  # an over-size JSON chunk still says so
+    text, exif = _capped(text, limit, warnings), _capped(exif, limit, warnings)
 
     chosen: GenerationMetadata | None = None
     recognised: GenerationMetadata | None = None
@@ -203,4 +253,5 @@ def read_metadata(image: Image.Image, path: str | None = None, *, max_json_bytes
             result = result.merged(replace(sidecar, warnings=()))
 
     raw = {key: value[:max_raw_chars] for key, value in {**text, **exif, **result.raw}.items()}
-    return replace(result, raw=raw, warnings=dedupe(warnings))
+    result = _sanitised(replace(result, raw=raw), warnings)
+    return replace(result, warnings=dedupe(warnings))

@@ -16,6 +16,9 @@ PRIMITIVE_INPUTS = ("value", "string", "text", "seed", "noise_seed", "int", "flo
                     "prompt")
 #: the longest link chain followed (primitive chains, sigma chains, model chains).
 MAX_DEPTH = 256
+#: the longest text a graph may build by concatenation (a prompt is a few hundred characters;
+#: 22 concatenations of one node with itself would build 4 million)
+MAX_TEXT_CHARS = 1 << 16
 
 
 class GraphValues:
@@ -24,6 +27,9 @@ class GraphValues:
     def __init__(self, graph: Any) -> None:
         self.graph, notes = read_nodes(graph)
         self.warnings: list[str] = [f"comfyui: {note}" for note in notes]
+        #: StringConcatenate node -> the text it builds (each node computed once, however many
+        #: inputs share it: fan-out must not make the walk exponential)
+        self._concat: dict[str, str | None] = {}
         self.order, cyclic = execution_order(self.graph)
         if cyclic:
             self.warn("comfyui: cycle in links among nodes " + ", ".join(cyclic))
@@ -64,10 +70,10 @@ class GraphValues:
             inputs = self.inputs(src)
             name = next((k for k in PRIMITIVE_INPUTS if k in inputs), None)
             if name is None and self.cls(src) == "StringConcatenate" and len(seen) < 32:
-                a, b, d = (self.resolve(inputs.get(k), (src, k), seen | {src})[0]
-                           for k in ("string_a", "string_b", "delimiter"))
-                if isinstance(a, str) and isinstance(b, str):
-                    return a + (d if isinstance(d, str) else "") + b, None
+                if src not in self._concat:
+                    self._concat[src] = self._concatenate(src, seen | {src})
+                if self._concat[src] is not None:
+                    return self._concat[src], None
             if name is None:
                 self.warn(f"comfyui: unresolved link at {path[0]}.{path[1]} -> node {src} "
                           f"({self.cls(src)})")
@@ -76,3 +82,15 @@ class GraphValues:
         self.warn(f"comfyui: link chain deeper than {MAX_DEPTH} nodes at {path[0]}.{path[1]}; "
                   "not followed")
         return None, None
+
+    def _concatenate(self, src: str, seen: frozenset[str]) -> str | None:
+        inputs = self.inputs(src)
+        a, b, d = (self.resolve(inputs.get(k), (src, k), seen)[0] for k in ("string_a", "string_b", "delimiter"))
+        if not (isinstance(a, str) and isinstance(b, str)):
+            return None
+        d = d if isinstance(d, str) else ""
+        if len(a) + len(d) + len(b) > MAX_TEXT_CHARS:
+            self.warn(f"comfyui: StringConcatenate node {src} builds more than {MAX_TEXT_CHARS} characters; "
+                      "the text is not used")
+            return None
+        return a + d + b
