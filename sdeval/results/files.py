@@ -21,6 +21,10 @@ from sdeval.core.io import (atomic_write_bytes, atomic_write_many, check_writabl
                             jsonl_bytes, safe_text)
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+#: a spreadsheet cell holds at most 32,767 characters (Excel); longer text (a 2 MB "prompt" from a
+#: hostile file) is cut in the CSV, with a mark saying so; results.jsonl keeps it whole
+MAX_CELL_CHARS = 32767
+_CUT = "…[cut; whole value in results.jsonl]"
 
 
 def guard_cell(value: Any) -> Any:
@@ -28,7 +32,9 @@ def guard_cell(value: Any) -> Any:
     if isinstance(value, str):
         value = safe_text(value)
         if value.startswith(_FORMULA_START) or value.lstrip().startswith(_FORMULA_START):
-            return "'" + value
+            value = "'" + value
+        if len(value) > MAX_CELL_CHARS:
+            value = value[: MAX_CELL_CHARS - len(_CUT)] + _CUT
     return value
 
 

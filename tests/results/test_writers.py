@@ -139,3 +139,12 @@ def test_full_disk_mid_write_keeps_the_previous_complete_files(tmp_path: Path):
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout.startswith("OutputError 2 cannot write the result folder")
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no temp files, old files intact
+
+
+def test_csv_cells_fit_a_spreadsheet_and_the_default_csv_reader(tmp_path: Path):
+    from sdeval.results.files import MAX_CELL_CHARS
+
+    write_csv(tmp_path / "r.csv", [{"prompt": "a" * 2_000_000}], ["prompt"])
+    with (tmp_path / "r.csv").open(newline="", encoding="utf-8") as fh:
+        (row,) = list(csv.DictReader(fh))
+    assert len(row["prompt"]) == MAX_CELL_CHARS and row["prompt"].endswith("results.jsonl]")
