@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sdeval.generators.comfyui.client import (
-    ComfyUIClient,
+from sdeval.generators.comfyui.client import ComfyUIClient
+from sdeval.generators.comfyui.errors import (
     ComfyUIConnectionError,
     ComfyUIError,
     ComfyUIExecutionError,
@@ -27,9 +27,9 @@ from sdeval.generators.comfyui.client import (
     ComfyUIPromptLostError,
     ComfyUITimeoutError,
     ComfyUIValidationError,
-    OutputRef,
     format_node_errors,
 )
+from sdeval.generators.comfyui.tracking import OutputRef
 
 try:
     from comfy_fake import (FakeComfyUI, fail_graph, noise_graph, png_chunk_order, png_text_chunks, sd_graph,
@@ -403,20 +403,51 @@ def test_lost_answer_to_post_prompt_is_not_resubmitted(fake, make_client):
     assert [p for p, _ in fake.submitted] == [pid]  # checked the queue/history instead of sending it twice
 
 
-def test_server_down_is_a_clear_error_after_bounded_retries(make_client):
+def test_server_down_is_a_clear_error_at_once(make_client):
+    # a refused connection is not retried (core.http's policy): nobody listens, waiting will not help
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     url = f"http://127.0.0.1:{port}"
-    client = make_client(url, retries=2, backoff=0.01)
-    sleeps: list[float] = []
-    client._sleep = sleeps.append
+    client = make_client(url, retries=5, backoff=8.0)
+    t0 = time.monotonic()
     with pytest.raises(ComfyUIConnectionError) as exc:
         client.submit(noise_graph(1))
+    assert time.monotonic() - t0 < 2
     assert str(exc.value).startswith(f"cannot reach ComfyUI at {url}: ")
-    assert "3 attempts" in str(exc.value)
-    assert sleeps == [0.01, 0.02]  # exponential backoff between the 3 attempts
+    assert "(1 attempt over" in str(exc.value) and "--comfy-url" in str(exc.value)
     assert isinstance(exc.value, ComfyUIError) and exc.value.exit_code == 2
+
+
+def test_dropped_connections_are_retried_with_backoff(make_client):
+    # accepts and closes at once: a dropped connection, retried with exponential back-off
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(16)
+    stop = threading.Event()
+
+    def drop() -> None:
+        srv.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                continue
+            conn.close()
+
+    t = threading.Thread(target=drop, daemon=True)
+    t.start()
+    try:
+        client = make_client(f"http://127.0.0.1:{srv.getsockname()[1]}", retries=2, backoff=0.01)
+        sleeps: list[float] = []
+        client._transport.sleep = sleeps.append
+        with pytest.raises(ComfyUIConnectionError, match=r"\(3 attempts over"):
+            client.system_stats()
+        assert sleeps == [0.01, 0.02]  # exponential backoff between the 3 attempts
+    finally:
+        stop.set()
+        t.join()
+        srv.close()
 
 
 def test_5xx_is_retried_4xx_is_not(fake, make_client):

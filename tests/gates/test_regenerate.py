@@ -462,7 +462,7 @@ def test_rejected_graph_stops_the_lineage(tmp_path: Path, inputs: Path):
 
 
 def test_server_down_aborts_with_a_consistent_folder(tmp_path: Path, inputs: Path):
-    from sdeval.generators.comfyui.client import ComfyUIConnectionError
+    from sdeval.generators.comfyui.errors import ComfyUIConnectionError
 
     failing_image(inputs, "a.png", attempts=1)
     out = tmp_path / "res"

@@ -6,7 +6,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sdeval.generators.backends import Outcome, RejectedError
-from sdeval.generators.comfyui.client import ComfyUIClient, ComfyUIHTTPError, ComfyUITimeoutError, ComfyUIValidationError
+from sdeval.generators.comfyui.client import ComfyUIClient
+from sdeval.generators.comfyui.errors import ComfyUIHTTPError, ComfyUITimeoutError, ComfyUIValidationError
 
 
 class ComfyUIBackend:
