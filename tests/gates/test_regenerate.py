@@ -500,6 +500,8 @@ class FakeA1111:
     def __init__(self, generator: Callable[[dict[str, Any]], bytes]) -> None:
         self.generator = generator
         self.bodies: list[dict[str, Any]] = []
+        #: what the next txt2img requests get instead of images: an HTTP status, or "drop" (no answer)
+        self.plan: list[int | str] = []
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -526,6 +528,13 @@ class FakeA1111:
                     self._send(200, {})
                     return
                 fake.bodies.append(body)
+                if fake.plan:
+                    what = fake.plan.pop(0)
+                    if what == "drop":
+                        self.close_connection = True
+                        return
+                    self._send(int(what), {"error": "busy"})
+                    return
                 infotext = (f"{body['prompt']}\nNegative prompt: {body.get('negative_prompt', '')}\nSteps: "
                             f"{body.get('steps', 20)}, CFG scale: {body.get('cfg_scale', 7)}, Seed: {body['seed']}, "
                             f"Size: {body.get('width', 512)}x{body.get('height', 512)}")
@@ -571,6 +580,25 @@ def test_a1111_backend(tmp_path: Path, inputs: Path):
     assert row["verdict"] == "pass" and row["seed"] == seeds[-1]  # the infotext travels with the file
     summary = json.loads((out / "summary.json").read_text())
     assert summary["regeneration"]["server_version"] == "v1.10.1"
+
+
+def test_a1111_retries_a_5xx_but_never_resends_txt2img_after_a_dropped_connection():
+    from sdeval.core.http import RetryPolicy
+    from sdeval.generators.a1111 import A1111Backend
+
+    sleeps: list[float] = []
+    with FakeA1111(lambda body: noisy(body["seed"])) as fake:
+        backend = A1111Backend(fake.url, policy=RetryPolicy(retries=2, backoff=0.25), sleep=sleeps.append)
+        try:
+            fake.plan = [503]
+            outcome = backend.next_completed([backend.submit({"prompt": "x", "seed": 1})], 10)
+            assert outcome is not None and outcome.ok and len(fake.bodies) == 2 and sleeps == [0.25]
+            fake.plan = ["drop"]
+            outcome = backend.next_completed([backend.submit({"prompt": "x", "seed": 3})], 10)
+            assert outcome is not None and not outcome.ok and "1 attempt over" in (outcome.error or "")
+            assert len(fake.bodies) == 3  # it may have run: the attempt is spent, not sent twice
+        finally:
+            backend.close()
 
 
 def test_a1111_down_is_a_clear_error(tmp_path: Path, inputs: Path):
