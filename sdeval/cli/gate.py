@@ -123,6 +123,13 @@ def _regenerate_settings(o: dict[str, Any]) -> Any:
     if backend == "a1111" and o["comfy_url"] or backend == "comfyui" and o["a1111_url"]:
         raise UsageError(f"--{'comfy' if backend == 'a1111' else 'a1111'}-url does not apply to "
                          f"--regenerate {backend}")
+    if url is not None:  # before anything is evaluated or sent: 'not-a-url' must not become a DNS lookup
+        from sdeval.core.http import check_url
+
+        try:
+            url = check_url(url, "--a1111-url" if backend == "a1111" else "--comfy-url")
+        except ValueError as exc:
+            raise UsageError(str(exc)) from exc
     kw: dict[str, Any] = {"backend": backend or "comfyui", "url": url, "workflow": o["workflow"],
                           "dry_run": o["dry_run"], "quarantine_dir": o["quarantine_dir"],
                           "quarantine_move": o["quarantine_move"], "regenerate": backend is not None}

@@ -482,6 +482,8 @@ def test_server_down_aborts_with_a_consistent_folder(tmp_path: Path, inputs: Pat
     (["--regenerate", "a1111", "--workflow", "{wf}"], "cannot be used with --regenerate a1111"),
     (["--regenerate", "comfyui", "--a1111-url", "http://x"], "does not apply"),
     (["--quarantine-move"], "needs --quarantine"),
+    (["--regenerate", "comfyui", "--comfy-url", "not-a-url"], "--comfy-url: 'not-a-url' is not an http(s) URL"),
+    (["--regenerate", "a1111", "--a1111-url", "ftp://host"], "--a1111-url: 'ftp://host' is not an http(s) URL"),
 ])
 def test_usage_errors(tmp_path: Path, inputs: Path, args: list[str], fragment: str):
     comfy_image(inputs / "a.png", sd_graph(4, "a dog"))
@@ -490,6 +492,17 @@ def test_usage_errors(tmp_path: Path, inputs: Path, args: list[str], fragment: s
     r = CliRunner().invoke(main, ["gate", str(inputs), "--policy", policy_file(tmp_path), "--out",
                                   str(tmp_path / "res"), *[a.replace("{wf}", str(wf)) for a in args]])
     assert r.exit_code == 2 and fragment in r.output
+
+
+@pytest.mark.parametrize("flag, backend", [("--comfy-url", "comfyui"), ("--a1111-url", "a1111")])
+def test_a_bad_server_url_stops_before_anything_is_evaluated_or_sent(tmp_path: Path, inputs: Path, flag: str,
+                                                                     backend: str):
+    comfy_image(inputs / "a.png", sd_graph(4, "a dog"))
+    out = tmp_path / "res"
+    r = CliRunner().invoke(main, ["gate", str(inputs), "--policy", policy_file(tmp_path), "--out", str(out),
+                                  "--regenerate", backend, flag, "not-a-url"])
+    assert r.exit_code == 2 and f"{flag}: 'not-a-url' is not an http(s) URL with a host" in r.output
+    assert not out.exists()  # no evaluation ran, so nothing can have been sent either
 
 
 # ------------------------------------------------------------------------------------------ AUTOMATIC1111
