@@ -89,8 +89,12 @@ class A1111Backend:
     def _txt2img(self, ticket: str, body: dict[str, Any]) -> Outcome:
         t0 = time.monotonic()
 
+        def timing() -> dict[str, float]:  # the API has no queue: all of it is execution
+            seconds = round(time.monotonic() - t0, 4)
+            return {"seconds": seconds, "queue_seconds": 0.0, "execution_seconds": seconds}
+
         def failed(msg: str) -> Outcome:
-            return Outcome(ticket=ticket, ok=False, error=msg, seconds=round(time.monotonic() - t0, 4))
+            return Outcome(ticket=ticket, ok=False, error=msg, **timing())
 
         try:
             resp = send(self._http, "POST", self.url + "/sdapi/v1/txt2img", policy=self.policy,
@@ -126,7 +130,7 @@ class A1111Backend:
             images.append((f"txt2img_{i:02d}.png", png))
         if not images:
             return failed("AUTOMATIC1111 returned no image")
-        return Outcome(ticket=ticket, ok=True, images=tuple(images), seconds=round(time.monotonic() - t0, 4))
+        return Outcome(ticket=ticket, ok=True, images=tuple(images), **timing())
 
     def next_completed(self, tickets: Sequence[str], timeout: float) -> Outcome | None:
         futures = {self._futures[t]: t for t in tickets if t in self._futures}

@@ -445,6 +445,74 @@ def test_images_that_cannot_be_regenerated_say_why(tmp_path: Path, inputs: Path)
     assert "--workflow" in rows["a1111.png"]["regeneration"]["reason"]
     assert "no seed input" in rows["loaded.png"]["regeneration"]["reason"]
     assert rows["a1111.png"]["verdict"] == "reseed" and rows["a1111.png"]["regenerated_from"] is None
+    # a real run says why too, not only --dry-run
+    assert f"{inputs / 'a1111.png'}: not regenerated (not_regenerable): " in r.output
+    assert f"{inputs / 'loaded.png'}: not regenerated (not_regenerable): " in r.output
+
+
+def test_queue_wait_and_execution_are_timed_apart(tmp_path: Path, inputs: Path):
+    """Two prompts in flight: the second waits for the first. Its submission-to-result time holds
+    that wait; ComfyUI's execution_start / execution_success timestamps give the run alone."""
+    failing_image(inputs, "a.png", attempts=1)
+    failing_image(inputs, "b.png", attempts=1)
+    out = tmp_path / "res"
+    with FakeComfyUI(generator=by_parity, node_delay=0.1) as fake:  # per node that is not cached
+        r = gate(str(inputs), "--policy", policy_file(tmp_path), "--out", str(out), "--regenerate", "comfyui",
+                 "--comfy-url", fake.url, "--concurrency", "2")
+        assert r.exit_code == 0, r.output
+    attempts = [a for row in rows_of(out).values() for a in row["regeneration"]["attempts"]]
+    assert len(attempts) == 2
+    for a in attempts:
+        assert a["execution_seconds"] >= 0.09
+        assert abs(a["queue_seconds"] + a["execution_seconds"] - a["seconds"]) < 0.01
+    run = min(a["execution_seconds"] for a in attempts)
+    assert max(a["queue_seconds"] for a in attempts) >= 0.8 * run  # the one that waited for the other
+    regen = json.loads((out / "summary.json").read_text())["regeneration"]
+    assert regen["execution_seconds"] == pytest.approx(sum(a["execution_seconds"] for a in attempts), abs=0.01)
+    assert regen["queue_seconds"] == pytest.approx(sum(a["queue_seconds"] for a in attempts), abs=0.01)
+    # the server ran one prompt at a time: execution fits in the wall time, the per-attempt sum does not
+    assert regen["execution_seconds"] <= regen["wall_seconds"] < regen["generation_seconds"] + 1
+    assert regen["generation_seconds"] > regen["execution_seconds"] + 0.8 * run
+    assert f"{regen['wall_seconds']:.1f} s wall (server: {regen['execution_seconds']:.1f} s executing" in r.output
+
+
+def test_a1111_time_is_all_execution(tmp_path: Path, inputs: Path):
+    from sdeval.generators.a1111 import A1111Backend
+
+    with FakeA1111(lambda body: noisy(body["seed"])) as fake:
+        backend = A1111Backend(fake.url)
+        try:
+            outcome = backend.next_completed([backend.submit({"prompt": "x", "seed": 1})], 10)
+        finally:
+            backend.close()
+    assert outcome is not None and outcome.ok
+    assert outcome.queue_seconds == 0.0 and outcome.execution_seconds == outcome.seconds > 0
+
+
+def test_server_stopped_mid_run_reports_the_folder_and_how_to_resume(tmp_path: Path, inputs: Path):
+    failing_image(inputs, "a.png", attempts=3)
+    out = tmp_path / "res"
+    calls: list[int] = []
+    fake = FakeComfyUI().start()
+
+    def gen(graph: dict[str, Any]) -> bytes:
+        calls.append(1)
+        if len(calls) == 2:  # the server goes away while the second attempt runs
+            threading.Thread(target=fake.stop, daemon=True).start()
+        return by_parity(graph)
+
+    fake.generator = gen
+    try:
+        r = CliRunner().invoke(main, ["gate", str(inputs), "--policy", policy_file(tmp_path), "--out", str(out),
+                                      "--regenerate", "comfyui", "--comfy-url", fake.url, "--concurrency", "1"])
+    finally:
+        fake.stop()
+    assert r.exit_code == 2, r.output  # the connection error's exit code
+    assert "error: cannot reach ComfyUI" in r.output
+    assert f"{inputs / 'a.png'}: not regenerated (aborted) after " in r.output
+    assert "verdicts" in r.output and f"results: {out}/results.jsonl" in r.output
+    assert "rerun the same command to resume" in r.output
+    assert rows_of(out)["a.png"]["regeneration"]["status"] == "aborted"
 
 
 def test_rejected_graph_stops_the_lineage(tmp_path: Path, inputs: Path):

@@ -29,6 +29,9 @@ from sdeval.generators.comfyui.errors import (ComfyUIError, ComfyUIExecutionErro
                                               execution_error_message, interrupted_message, node_label)
 from sdeval.generators.comfyui.transport import Transport
 
+#: the messages that end a prompt's execution (each with a ``timestamp`` in ms)
+_END_MESSAGES = ("execution_success", "execution_error", "execution_interrupted")
+
 #: statuses a finished prompt can have
 STATUSES = ("success", "error", "interrupted", "cancelled", "lost")
 
@@ -85,6 +88,31 @@ class PromptResult:
         the reported file names are the OLD ones. A retry must change an input (seed, prompt).
         """
         return bool(self.outputs) and not self.fresh_outputs
+
+    @property
+    def execution_seconds(self) -> float | None:
+        """How long the server ran the prompt: from ``execution_start`` to ``execution_success`` /
+        ``execution_error`` / ``execution_interrupted``, by the millisecond ``timestamp`` ComfyUI puts
+        in each (websocket frames and history alike). None when the server sent no timestamps."""
+        start = end = None
+        for kind, data in self.messages:
+            ts = data.get("timestamp") if isinstance(data, Mapping) else None
+            if not isinstance(ts, (int, float)) or isinstance(ts, bool):
+                continue
+            if kind == "execution_start":
+                start = ts
+            elif kind in _END_MESSAGES:
+                end = ts
+        if start is None or end is None or end < start:
+            return None
+        return round((end - start) / 1000.0, 4)
+
+    @property
+    def queue_seconds(self) -> float | None:
+        """:attr:`seconds` before the server started running it (queue wait, plus the submission's
+        round trip). A difference of two durations: the server's clock need not agree with ours."""
+        execution = self.execution_seconds
+        return None if execution is None else round(max(0.0, self.seconds - execution), 4)
 
 
 
