@@ -123,6 +123,13 @@ def _regenerate_settings(o: dict[str, Any]) -> Any:
     if backend == "a1111" and o["comfy_url"] or backend == "comfyui" and o["a1111_url"]:
         raise UsageError(f"--{'comfy' if backend == 'a1111' else 'a1111'}-url does not apply to "
                          f"--regenerate {backend}")
+    if url is not None:  # before anything is evaluated or sent: 'not-a-url' must not become a DNS lookup
+        from sdeval.core.http import check_url
+
+        try:
+            url = check_url(url, "--a1111-url" if backend == "a1111" else "--comfy-url")
+        except ValueError as exc:
+            raise UsageError(str(exc)) from exc
     kw: dict[str, Any] = {"backend": backend or "comfyui", "url": url, "workflow": o["workflow"],
                           "dry_run": o["dry_run"], "quarantine_dir": o["quarantine_dir"],
                           "quarantine_move": o["quarantine_move"], "regenerate": backend is not None}
@@ -134,15 +141,32 @@ def _regenerate_settings(o: dict[str, Any]) -> Any:
 
 def _act_on_verdicts(result: Any, settings: Any, opts: Any, as_json: bool) -> Any:
     """Run the regeneration loop (or its dry run) with progress on stderr; returns the final result."""
-    from sdeval.cli.output import Progress
-    from sdeval.gates.regenerate import regenerate
+    from sdeval.cli.output import Progress, print_gate_summary
+    from sdeval.core.errors import SdevalError
+    from sdeval.gates.regenerate import partial_result, regenerate
 
     def on_attempt(a: Any) -> None:
         what = f"{a['verdict']}" if a.get("verdict") else f"error: {a.get('error')}"
         err(f"  {a['image']}: attempt {a['attempt']} ({a['mutation']}, seed {a['seed']}) -> {what}")
 
-    with Progress("regenerating") as progress:
-        outcome = regenerate(result, settings, options=opts, progress=progress, on_attempt=on_attempt)
+    try:
+        with Progress("regenerating") as progress:
+            outcome = regenerate(result, settings, options=opts, progress=progress, on_attempt=on_attempt)
+    except (SdevalError, KeyboardInterrupt) as exc:
+        partial = partial_result(exc)
+        if partial is None:
+            raise
+        # the folder was written: say what it holds and how to go on, then exit as the error says
+        err("interrupted" if isinstance(exc, KeyboardInterrupt) else f"error: {exc}")
+        _explain_unregenerated(partial.rows)
+        _print_regeneration_line(partial.summary.get("regeneration") or {})
+        if as_json:
+            from sdeval.core.io import to_json
+
+            click.echo(to_json(partial.summary))
+        print_gate_summary(partial, err=True)
+        err(f"rerun the same command to resume (finished attempts are kept in {partial.out_dir})")
+        sys.exit(130 if isinstance(exc, KeyboardInterrupt) else exc.exit_code)
     if settings.dry_run:
         from sdeval.core.io import to_json
 
@@ -155,14 +179,48 @@ def _act_on_verdicts(result: Any, settings: Any, opts: Any, as_json: bool) -> An
             elif (row.get("quarantine") or {}).get("planned"):
                 err(f"{row['path']}: would be quarantined")
     else:
-        s = outcome.gate.summary.get("regeneration") or {}
-        if s.get("enabled"):
-            rate = s["acceptance_rate"]
-            err(f"regeneration: {s['accepted']}/{s['images']} image(s) accepted"
-                 + (f" ({rate:.0%})" if rate is not None else "")
-                 + f", {s['attempts']} attempt(s), {s['generation_seconds']:.1f} s generating"
-                 + (f", {s['resumed_attempts']} resumed" if s["resumed_attempts"] else "")
-                 + (f"; server {s['backend']} {s['server_version']}" if s.get("server_version") else ""))
-        if s.get("quarantined"):
-            err(f"quarantined: {s['quarantined']} image(s) in {s['quarantine_dir']}")
+        _explain_unregenerated(outcome.gate.rows)
+        _print_regeneration_line(outcome.gate.summary.get("regeneration") or {})
     return outcome.gate
+
+
+#: lineage statuses that need no explanation: done, or still to do
+_SETTLED = (None, "accepted", "planned", "pending")
+
+
+def _explain_unregenerated(rows: Any) -> None:
+    """One line per image that ended without an accepted regeneration, saying why."""
+    for row in rows:
+        regen = row.get("regeneration") or {}
+        status = regen.get("status")
+        if status in _SETTLED:
+            continue
+        path = (row.get("regenerated_from") or row)["path"]
+        attempts = len(regen.get("attempts") or [])
+        reason = regen.get("reason")
+        if status == "exhausted":
+            reason = reason or f"no attempt passed in {attempts} attempt(s)"
+        elif status == "blocked":
+            reason = reason or f"attempt {attempts} was blocked"
+        elif status == "interrupted":
+            reason = reason or "the run was interrupted before it finished"
+        elif status == "aborted":  # its reason is the error, already printed above
+            reason = "the run stopped on the error above"
+        after = f" after {attempts} attempt(s)" if attempts and status not in ("exhausted", "blocked") else ""
+        err(f"{path}: not regenerated ({status}){after}: {reason}")
+
+
+def _print_regeneration_line(s: dict[str, Any]) -> None:
+    if s.get("enabled"):
+        rate = s["acceptance_rate"]
+        timing = f", {s['wall_seconds']:.1f} s wall"
+        if s.get("execution_seconds") is not None:
+            timing += f" (server: {s['execution_seconds']:.1f} s executing"
+            timing += f", {s['queue_seconds']:.1f} s queued)" if s.get("queue_seconds") is not None else ")"
+        err(f"regeneration: {s['accepted']}/{s['images']} image(s) accepted"
+            + (f" ({rate:.0%})" if rate is not None else "")
+            + f", {s['attempts']} attempt(s){timing}"
+            + (f", {s['resumed_attempts']} resumed" if s["resumed_attempts"] else "")
+            + (f"; server {s['backend']} {s['server_version']}" if s.get("server_version") else ""))
+    if s.get("quarantined"):
+        err(f"quarantined: {s['quarantined']} image(s) in {s['quarantine_dir']}")

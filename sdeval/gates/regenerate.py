@@ -30,6 +30,7 @@ configured, interrupted...).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -66,6 +67,8 @@ MAX_GRAPH_BYTES = 8 * 2 ** 20
 FINAL_STATUSES = ("accepted", "exhausted", "blocked", "not_regenerable", "unresolvable", "interrupted",
                   "aborted", "planned")
 EXTRA_COLUMNS = ("regenerated_from", "regeneration", "quarantine")
+#: an exception that stopped the loop carries the result it wrote under this attribute (:func:`partial_result`)
+PARTIAL_RESULT_ATTR = "sdeval_partial_result"
 
 
 @dataclass(frozen=True)
@@ -176,6 +179,22 @@ def embedded_graph(path: str, sha256: str | None = None) -> dict[str, Any]:
     if problem is not None:
         raise GraphError(problem)
     return check_api_graph(graph, "the embedded graph")
+
+
+def _round(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds, 3)
+
+
+def _sum_known(attempts: list[dict[str, Any]], key: str) -> float | None:
+    """The sum of ``key`` over the attempts that have it (older state files lack the split); None if none."""
+    known = [float(a[key]) for a in attempts if a.get(key) is not None]
+    return round(sum(known), 3) if known else None
+
+
+def partial_result(exc: BaseException) -> GateResult | None:
+    """The result folder :func:`regenerate` wrote before ``exc`` stopped it (None if it wrote none)."""
+    found = getattr(exc, PARTIAL_RESULT_ATTR, None)
+    return found if isinstance(found, GateResult) else None
 
 
 def _now() -> str:
@@ -406,7 +425,9 @@ class _Loop:
             "event": "attempt", "image": lin.row["path"], "sha256": lin.row.get("sha256"),
             "attempt": spec.attempt, "mutation": spec.mutation, "seed": spec.seed, "prompt": sub.prompt,
             "reprompt_level": spec.reprompt_level, "restore_face": spec.restore_face, "ticket": ticket,
-            "seconds": round(outcome.seconds, 3), "cache_hit": outcome.cache_hit, "error": outcome.error,
+            "seconds": round(outcome.seconds, 3), "queue_seconds": _round(outcome.queue_seconds),
+            "execution_seconds": _round(outcome.execution_seconds), "cache_hit": outcome.cache_hit,
+            "error": outcome.error,
             "files": [], "path": None, "image_sha256": None, "verdict": None, "reasons": [], "scores": {},
             "finished_at": _now()}
         if not outcome.ok:
@@ -493,6 +514,9 @@ class _Loop:
                         lin.reason = None if status == "interrupted" else f"{type(exc).__name__}: {exc}"
         final = self._finalize(rows, lineages, interrupted=failure is not None)
         if failure is not None:
+            if final.out_dir is not None:  # the caller reports what was written and how to resume
+                with contextlib.suppress(AttributeError, TypeError):  # an exception without __dict__
+                    setattr(failure, PARTIAL_RESULT_ATTR, final)
             raise failure
         return RegenerationResult(gate=final, planned=tuple(planned))
 
@@ -682,8 +706,13 @@ class _Loop:
             "attempts": len(attempts),
             "attempts_per_accepted": round(sum(per_accepted) / len(per_accepted), 3) if per_accepted else None,
             "resumed_attempts": sum(lin.resumed for lin in lineages),
+            # submission to completion per attempt, summed: prompts in flight together count their
+            # queue wait twice, so this can exceed wall_seconds; execution_seconds does not
             "generation_seconds": round(gen_seconds, 3),
             "seconds_per_attempt": round(gen_seconds / len(attempts), 3) if attempts else None,
+            "queue_seconds": _sum_known(attempts, "queue_seconds"),
+            "execution_seconds": _sum_known(attempts, "execution_seconds"),
+            # this run of the loop (resumed attempts were timed by the run that made them)
             "wall_seconds": round(time.perf_counter() - self.started, 3),
             "unresolved": sum(1 for r in rows if r["verdict"] in UNRESOLVED),
             "quarantined": len(quarantined),
@@ -705,7 +734,8 @@ def regenerate(result: GateResult, settings: RegenerateSettings, *, options: Run
     gets (images finished, images to regenerate); ``on_attempt`` each finished attempt's record.
     ``backend`` replaces the one ``settings`` describe (tests, custom servers). On Ctrl-C or a
     server failure the in-flight prompts are cancelled, the result folder is rewritten with what
-    finished, and the exception propagates; rerunning resumes.
+    finished, and the exception propagates carrying that result (:func:`partial_result`); rerunning
+    resumes.
     """
     if result.out_dir is None and not settings.dry_run:
         raise UsageError("regeneration needs a result folder (out_dir) for its attempts and state")

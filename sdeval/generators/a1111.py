@@ -2,6 +2,9 @@
 
 The payload is a txt2img body (built by :mod:`sdeval.gates.recipes`); face restoration is its own
 ``restore_faces`` switch. The API is synchronous, so each request runs in a worker thread.
+Requests go through :func:`sdeval.core.http.send` under the same retry policy as ComfyUI's; the
+txt2img POST is not idempotent, so a timeout or a dropped connection costs the attempt instead of
+being sent again (a 5xx is retried: the server answered that it did not generate).
 """
 
 from __future__ import annotations
@@ -12,12 +15,13 @@ import contextlib
 import json
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import httpx
 
 from sdeval.core.errors import SdevalError
+from sdeval.core.http import RetryPolicy, TransportFailure, make_client, send
 from sdeval.formats.png_text import png_with_text
 from sdeval.generators.backends import Outcome
 
@@ -36,27 +40,41 @@ class A1111Backend:
     seed_bits = A1111_SEED_BITS
 
     def __init__(self, url: str, *, concurrency: int = 2, timeout: float = 600.0,
-                 connect_timeout: float = 5.0) -> None:
+                 connect_timeout: float = 5.0, policy: RetryPolicy = RetryPolicy(),
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         if "://" not in url:
             url = "http://" + url
         self.url = url.rstrip("/")
-        self._http = httpx.Client(timeout=httpx.Timeout(timeout, connect=connect_timeout), trust_env=False,
-                                  headers={"User-Agent": "sdeval-a1111-client"})
+        self.policy = policy
+        self._sleep = sleep
+        self._http = make_client(timeout=timeout, connect_timeout=connect_timeout, trust_env=False,
+                                 user_agent="sdeval-a1111-client")
         self._pool = cf.ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="sdeval-a1111")
         self._futures: dict[str, cf.Future[Outcome]] = {}
 
-    def _unreachable(self, exc: Exception) -> A1111ConnectionError:
-        return A1111ConnectionError(f"cannot reach AUTOMATIC1111 at {self.url}: {exc}. Is the web UI running "
-                                    "with --api there? Pass its URL with --a1111-url.")
+    def _unreachable(self, exc: TransportFailure) -> A1111ConnectionError:
+        return A1111ConnectionError(f"cannot reach AUTOMATIC1111 at {self.url}: {exc} ({exc.tries()}). Is the "
+                                    "web UI running with --api there? Pass its URL with --a1111-url.")
+
+    @staticmethod
+    def _no_connection(exc: TransportFailure) -> bool:
+        """Nothing reached the server (refused, unresolvable, connect timeouts): the run must stop."""
+        return exc.unreachable or isinstance(exc.cause, (httpx.ConnectError, httpx.ConnectTimeout))
+
+    def _interrupt(self) -> None:
+        with contextlib.suppress(TransportFailure):
+            send(self._http, "POST", self.url + "/sdapi/v1/interrupt", policy=RetryPolicy(retries=0),
+                 idempotent=False, timeout=10)
 
     def describe(self) -> dict[str, Any]:
         """Also checks the server is there, so a wrong URL fails before any attempt is spent."""
         version = None
         try:
-            resp = self._http.get(self.url + "/internal/sysinfo", timeout=10)
-        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            raise self._unreachable(exc) from exc
-        except httpx.HTTPError:
+            resp = send(self._http, "GET", self.url + "/internal/sysinfo", policy=self.policy,
+                        sleep=self._sleep, timeout=10).response
+        except TransportFailure as exc:
+            if self._no_connection(exc):
+                raise self._unreachable(exc) from exc
             resp = None
         if resp is not None and resp.status_code == 200:
             with contextlib.suppress(ValueError, AttributeError):
@@ -71,15 +89,21 @@ class A1111Backend:
     def _txt2img(self, ticket: str, body: dict[str, Any]) -> Outcome:
         t0 = time.monotonic()
 
+        def timing() -> dict[str, float]:  # the API has no queue: all of it is execution
+            seconds = round(time.monotonic() - t0, 4)
+            return {"seconds": seconds, "queue_seconds": 0.0, "execution_seconds": seconds}
+
         def failed(msg: str) -> Outcome:
-            return Outcome(ticket=ticket, ok=False, error=msg, seconds=round(time.monotonic() - t0, 4))
+            return Outcome(ticket=ticket, ok=False, error=msg, **timing())
 
         try:
-            resp = self._http.post(self.url + "/sdapi/v1/txt2img", json=body)
-        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            raise self._unreachable(exc) from exc
-        except httpx.HTTPError as exc:
-            return failed(f"AUTOMATIC1111 at {self.url}: POST /sdapi/v1/txt2img failed: {type(exc).__name__}: {exc}")
+            resp = send(self._http, "POST", self.url + "/sdapi/v1/txt2img", policy=self.policy,
+                        idempotent=False, sleep=self._sleep, json=body).response
+        except TransportFailure as exc:
+            if self._no_connection(exc):
+                raise self._unreachable(exc) from exc
+            return failed(f"AUTOMATIC1111 at {self.url}: POST /sdapi/v1/txt2img failed: "
+                          f"{type(exc.cause).__name__}: {exc} ({exc.tries()})")
         if resp.status_code == 404:
             return failed(f"AUTOMATIC1111 at {self.url} has no /sdapi/v1/txt2img (start it with --api)")
         try:
@@ -106,7 +130,7 @@ class A1111Backend:
             images.append((f"txt2img_{i:02d}.png", png))
         if not images:
             return failed("AUTOMATIC1111 returned no image")
-        return Outcome(ticket=ticket, ok=True, images=tuple(images), seconds=round(time.monotonic() - t0, 4))
+        return Outcome(ticket=ticket, ok=True, images=tuple(images), **timing())
 
     def next_completed(self, tickets: Sequence[str], timeout: float) -> Outcome | None:
         futures = {self._futures[t]: t for t in tickets if t in self._futures}
@@ -128,14 +152,12 @@ class A1111Backend:
     def cancel(self, ticket: str) -> None:
         fut = self._futures.get(ticket)
         if fut is not None and not fut.cancel():
-            with contextlib.suppress(httpx.HTTPError):
-                self._http.post(self.url + "/sdapi/v1/interrupt", timeout=10)
+            self._interrupt()
 
     def cancel_all(self) -> None:
         running = [t for t, f in self._futures.items() if not f.cancel() and not f.done()]
         if running:
-            with contextlib.suppress(httpx.HTTPError):
-                self._http.post(self.url + "/sdapi/v1/interrupt", timeout=10)
+            self._interrupt()
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

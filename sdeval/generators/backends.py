@@ -13,7 +13,13 @@ from typing import Any, Protocol
 
 @dataclass(frozen=True)
 class Outcome:
-    """A finished submission: images as ``(file name, bytes)``, or an error message."""
+    """A finished submission: images as ``(file name, bytes)``, or an error message.
+
+    ``seconds`` runs from submission to completion; it splits into ``queue_seconds`` (waiting
+    behind other prompts on the server) and ``execution_seconds`` (the server running this one),
+    None where the server did not say. Summing ``seconds`` over prompts in flight together counts
+    the queue wait twice; summing ``execution_seconds`` does not.
+    """
 
     ticket: str
     ok: bool
@@ -21,6 +27,8 @@ class Outcome:
     error: str | None = None
     seconds: float = 0.0
     cache_hit: bool = False
+    queue_seconds: float | None = None
+    execution_seconds: float | None = None
 
 
 class RejectedError(Exception):

@@ -445,6 +445,74 @@ def test_images_that_cannot_be_regenerated_say_why(tmp_path: Path, inputs: Path)
     assert "--workflow" in rows["a1111.png"]["regeneration"]["reason"]
     assert "no seed input" in rows["loaded.png"]["regeneration"]["reason"]
     assert rows["a1111.png"]["verdict"] == "reseed" and rows["a1111.png"]["regenerated_from"] is None
+    # a real run says why too, not only --dry-run
+    assert f"{inputs / 'a1111.png'}: not regenerated (not_regenerable): " in r.output
+    assert f"{inputs / 'loaded.png'}: not regenerated (not_regenerable): " in r.output
+
+
+def test_queue_wait_and_execution_are_timed_apart(tmp_path: Path, inputs: Path):
+    """Two prompts in flight: the second waits for the first. Its submission-to-result time holds
+    that wait; ComfyUI's execution_start / execution_success timestamps give the run alone."""
+    failing_image(inputs, "a.png", attempts=1)
+    failing_image(inputs, "b.png", attempts=1)
+    out = tmp_path / "res"
+    with FakeComfyUI(generator=by_parity, node_delay=0.1) as fake:  # per node that is not cached
+        r = gate(str(inputs), "--policy", policy_file(tmp_path), "--out", str(out), "--regenerate", "comfyui",
+                 "--comfy-url", fake.url, "--concurrency", "2")
+        assert r.exit_code == 0, r.output
+    attempts = [a for row in rows_of(out).values() for a in row["regeneration"]["attempts"]]
+    assert len(attempts) == 2
+    for a in attempts:
+        assert a["execution_seconds"] >= 0.09
+        assert abs(a["queue_seconds"] + a["execution_seconds"] - a["seconds"]) < 0.01
+    run = min(a["execution_seconds"] for a in attempts)
+    assert max(a["queue_seconds"] for a in attempts) >= 0.8 * run  # the one that waited for the other
+    regen = json.loads((out / "summary.json").read_text())["regeneration"]
+    assert regen["execution_seconds"] == pytest.approx(sum(a["execution_seconds"] for a in attempts), abs=0.01)
+    assert regen["queue_seconds"] == pytest.approx(sum(a["queue_seconds"] for a in attempts), abs=0.01)
+    # the server ran one prompt at a time: execution fits in the wall time, the per-attempt sum does not
+    assert regen["execution_seconds"] <= regen["wall_seconds"] < regen["generation_seconds"] + 1
+    assert regen["generation_seconds"] > regen["execution_seconds"] + 0.8 * run
+    assert f"{regen['wall_seconds']:.1f} s wall (server: {regen['execution_seconds']:.1f} s executing" in r.output
+
+
+def test_a1111_time_is_all_execution(tmp_path: Path, inputs: Path):
+    from sdeval.generators.a1111 import A1111Backend
+
+    with FakeA1111(lambda body: noisy(body["seed"])) as fake:
+        backend = A1111Backend(fake.url)
+        try:
+            outcome = backend.next_completed([backend.submit({"prompt": "x", "seed": 1})], 10)
+        finally:
+            backend.close()
+    assert outcome is not None and outcome.ok
+    assert outcome.queue_seconds == 0.0 and outcome.execution_seconds == outcome.seconds > 0
+
+
+def test_server_stopped_mid_run_reports_the_folder_and_how_to_resume(tmp_path: Path, inputs: Path):
+    failing_image(inputs, "a.png", attempts=3)
+    out = tmp_path / "res"
+    calls: list[int] = []
+    fake = FakeComfyUI().start()
+
+    def gen(graph: dict[str, Any]) -> bytes:
+        calls.append(1)
+        if len(calls) == 2:  # the server goes away while the second attempt runs
+            threading.Thread(target=fake.stop, daemon=True).start()
+        return by_parity(graph)
+
+    fake.generator = gen
+    try:
+        r = CliRunner().invoke(main, ["gate", str(inputs), "--policy", policy_file(tmp_path), "--out", str(out),
+                                      "--regenerate", "comfyui", "--comfy-url", fake.url, "--concurrency", "1"])
+    finally:
+        fake.stop()
+    assert r.exit_code == 2, r.output  # the connection error's exit code
+    assert "error: cannot reach ComfyUI" in r.output
+    assert f"{inputs / 'a.png'}: not regenerated (aborted) after " in r.output
+    assert "verdicts" in r.output and f"results: {out}/results.jsonl" in r.output
+    assert "rerun the same command to resume" in r.output
+    assert rows_of(out)["a.png"]["regeneration"]["status"] == "aborted"
 
 
 def test_rejected_graph_stops_the_lineage(tmp_path: Path, inputs: Path):
@@ -462,7 +530,7 @@ def test_rejected_graph_stops_the_lineage(tmp_path: Path, inputs: Path):
 
 
 def test_server_down_aborts_with_a_consistent_folder(tmp_path: Path, inputs: Path):
-    from sdeval.generators.comfyui.client import ComfyUIConnectionError
+    from sdeval.generators.comfyui.errors import ComfyUIConnectionError
 
     failing_image(inputs, "a.png", attempts=1)
     out = tmp_path / "res"
@@ -482,6 +550,8 @@ def test_server_down_aborts_with_a_consistent_folder(tmp_path: Path, inputs: Pat
     (["--regenerate", "a1111", "--workflow", "{wf}"], "cannot be used with --regenerate a1111"),
     (["--regenerate", "comfyui", "--a1111-url", "http://x"], "does not apply"),
     (["--quarantine-move"], "needs --quarantine"),
+    (["--regenerate", "comfyui", "--comfy-url", "not-a-url"], "--comfy-url: 'not-a-url' is not an http(s) URL"),
+    (["--regenerate", "a1111", "--a1111-url", "ftp://host"], "--a1111-url: 'ftp://host' is not an http(s) URL"),
 ])
 def test_usage_errors(tmp_path: Path, inputs: Path, args: list[str], fragment: str):
     comfy_image(inputs / "a.png", sd_graph(4, "a dog"))
@@ -492,6 +562,17 @@ def test_usage_errors(tmp_path: Path, inputs: Path, args: list[str], fragment: s
     assert r.exit_code == 2 and fragment in r.output
 
 
+@pytest.mark.parametrize("flag, backend", [("--comfy-url", "comfyui"), ("--a1111-url", "a1111")])
+def test_a_bad_server_url_stops_before_anything_is_evaluated_or_sent(tmp_path: Path, inputs: Path, flag: str,
+                                                                     backend: str):
+    comfy_image(inputs / "a.png", sd_graph(4, "a dog"))
+    out = tmp_path / "res"
+    r = CliRunner().invoke(main, ["gate", str(inputs), "--policy", policy_file(tmp_path), "--out", str(out),
+                                  "--regenerate", backend, flag, "not-a-url"])
+    assert r.exit_code == 2 and f"{flag}: 'not-a-url' is not an http(s) URL with a host" in r.output
+    assert not out.exists()  # no evaluation ran, so nothing can have been sent either
+
+
 # ------------------------------------------------------------------------------------------ AUTOMATIC1111
 
 class FakeA1111:
@@ -500,6 +581,8 @@ class FakeA1111:
     def __init__(self, generator: Callable[[dict[str, Any]], bytes]) -> None:
         self.generator = generator
         self.bodies: list[dict[str, Any]] = []
+        #: what the next txt2img requests get instead of images: an HTTP status, or "drop" (no answer)
+        self.plan: list[int | str] = []
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -526,6 +609,13 @@ class FakeA1111:
                     self._send(200, {})
                     return
                 fake.bodies.append(body)
+                if fake.plan:
+                    what = fake.plan.pop(0)
+                    if what == "drop":
+                        self.close_connection = True
+                        return
+                    self._send(int(what), {"error": "busy"})
+                    return
                 infotext = (f"{body['prompt']}\nNegative prompt: {body.get('negative_prompt', '')}\nSteps: "
                             f"{body.get('steps', 20)}, CFG scale: {body.get('cfg_scale', 7)}, Seed: {body['seed']}, "
                             f"Size: {body.get('width', 512)}x{body.get('height', 512)}")
@@ -571,6 +661,25 @@ def test_a1111_backend(tmp_path: Path, inputs: Path):
     assert row["verdict"] == "pass" and row["seed"] == seeds[-1]  # the infotext travels with the file
     summary = json.loads((out / "summary.json").read_text())
     assert summary["regeneration"]["server_version"] == "v1.10.1"
+
+
+def test_a1111_retries_a_5xx_but_never_resends_txt2img_after_a_dropped_connection():
+    from sdeval.core.http import RetryPolicy
+    from sdeval.generators.a1111 import A1111Backend
+
+    sleeps: list[float] = []
+    with FakeA1111(lambda body: noisy(body["seed"])) as fake:
+        backend = A1111Backend(fake.url, policy=RetryPolicy(retries=2, backoff=0.25), sleep=sleeps.append)
+        try:
+            fake.plan = [503]
+            outcome = backend.next_completed([backend.submit({"prompt": "x", "seed": 1})], 10)
+            assert outcome is not None and outcome.ok and len(fake.bodies) == 2 and sleeps == [0.25]
+            fake.plan = ["drop"]
+            outcome = backend.next_completed([backend.submit({"prompt": "x", "seed": 3})], 10)
+            assert outcome is not None and not outcome.ok and "1 attempt over" in (outcome.error or "")
+            assert len(fake.bodies) == 3  # it may have run: the attempt is spent, not sent twice
+        finally:
+            backend.close()
 
 
 def test_a1111_down_is_a_clear_error(tmp_path: Path, inputs: Path):

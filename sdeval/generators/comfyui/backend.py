@@ -6,7 +6,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sdeval.generators.backends import Outcome, RejectedError
-from sdeval.generators.comfyui.client import ComfyUIClient, ComfyUIHTTPError, ComfyUITimeoutError, ComfyUIValidationError
+from sdeval.generators.comfyui.client import ComfyUIClient
+from sdeval.generators.comfyui.errors import ComfyUIHTTPError, ComfyUITimeoutError, ComfyUIValidationError
 
 
 class ComfyUIBackend:
@@ -34,10 +35,12 @@ class ComfyUIBackend:
         except ComfyUITimeoutError:
             return None
         pid = result.prompt_id
+        timing: dict[str, Any] = {"seconds": result.seconds, "queue_seconds": result.queue_seconds,
+                                  "execution_seconds": result.execution_seconds}
         try:
             if not result.ok:
                 return Outcome(ticket=pid, ok=False, error=result.error or f"prompt {pid}: {result.status}",
-                               seconds=result.seconds)
+                               **timing)
             # a cache hit can only be this very graph run before (seeds are never reused): an
             # interrupted run redoing its attempt. The old files are that graph's images.
             try:
@@ -45,12 +48,12 @@ class ComfyUIBackend:
                 if not files:
                     files = self.client.fetch_outputs(result, types=("temp",))
             except ComfyUIHTTPError as exc:  # e.g. a cached result whose file was deleted on the server
-                return Outcome(ticket=pid, ok=False, seconds=result.seconds, cache_hit=result.cache_hit,
+                return Outcome(ticket=pid, ok=False, **timing, cache_hit=result.cache_hit,
                                error=f"cannot fetch the result: {exc}")
             if not files:
-                return Outcome(ticket=pid, ok=False, seconds=result.seconds, cache_hit=result.cache_hit,
+                return Outcome(ticket=pid, ok=False, **timing, cache_hit=result.cache_hit,
                                error="the graph ran but saved no image (no SaveImage / PreviewImage output)")
-            return Outcome(ticket=pid, ok=True, images=tuple(files), seconds=result.seconds,
+            return Outcome(ticket=pid, ok=True, images=tuple(files), **timing,
                            cache_hit=result.cache_hit)
         finally:
             self.client.forget(pid)
