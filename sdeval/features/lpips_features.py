@@ -177,7 +177,7 @@ class _LpipsBase:
         return load_lpips(self.settings.net, self.backbone_path(), self.device())
 
     def lpips_identity(self) -> dict[str, Any]:
-        from sdeval.models.fetch import weights_sha256
+        from sdeval.models.hashes import weights_sha256
 
         return {"net": self.settings.net, "size": self.settings.size, "backbone_id": NETS[self.settings.net],
                 "backbone_sha256": weights_sha256(self.backbone_path()),
