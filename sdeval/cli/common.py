@@ -57,8 +57,8 @@ def build_run_options(batch_size: int, workers: int | None, max_pixels: int | No
                       clip_model: str | None, clip_pretrained: str | None, model_paths: tuple[str, ...],
                       offline: bool | None, no_cache: bool) -> Any:
     """RunOptions from the shared flags (offline mode is set before any model library is imported)."""
-    from sdeval.core.errors import UsageError
     from sdeval.inputs.decode import DecodeOptions
+    from sdeval.models.registry import parse_model_paths
     from sdeval.pipeline.run import RunOptions
 
     metric_options: dict[str, Any] = {}
@@ -70,12 +70,7 @@ def build_run_options(batch_size: int, workers: int | None, max_pixels: int | No
     for key, value in (("device", device), ("clip_model", clip_model), ("clip_pretrained", clip_pretrained)):
         if value:
             metric_options[key] = value
-    paths: dict[str, str] = {}
-    for item in model_paths:
-        mid, sep, p = item.partition("=")
-        if not sep or not mid or not p:
-            raise UsageError(f"--model-path takes ID=PATH, got {item!r}")
-        paths[mid.strip()] = p.strip()
+    paths = parse_model_paths(model_paths)
     if paths:
         metric_options["model_paths"] = paths
     kwargs: dict[str, Any] = {"batch_size": batch_size, "metric_options": metric_options, "cache": not no_cache}

@@ -9,6 +9,17 @@ import click
 
 from sdeval.core.errors import EXIT_FAILED, EXIT_OK
 
+_model_path_option = click.option(
+    "--model-path", "model_paths", multiple=True, metavar="ID=PATH",
+    help="Report on a local file for a model id, as a run with the same flag would use it (repeatable).")
+
+
+def _options(model_paths: tuple[str, ...]) -> dict[str, Any]:
+    from sdeval.models.registry import OPTION_MODEL_PATHS, parse_model_paths
+
+    paths = parse_model_paths(model_paths)
+    return {OPTION_MODEL_PATHS: paths} if paths else {}
+
 
 @click.group()
 def models() -> None:
@@ -16,11 +27,12 @@ def models() -> None:
 
 
 @models.command("list")
-def models_list() -> None:
+@_model_path_option
+def models_list(model_paths: tuple[str, ...]) -> None:
     """Every model sdeval uses: state (cached/missing/bundled/override/corrupt), where, size, licence."""
     from sdeval.models import list_models
 
-    for st in list_models():
+    for st in list_models(_options(model_paths)):
         size = f"{st.size_on_disk / 1e6:.1f} MB" if st.size_on_disk else "-"
         click.echo(f"{st.spec.id:<28} {st.state:<9} {size:>10}  {st.spec.licence:<14} {st.path or ''}")
         if st.detail:
@@ -42,11 +54,15 @@ def models_fetch(ids: tuple[str, ...], force: bool) -> None:
 
 @models.command("verify")
 @click.argument("ids", nargs=-1)
-def models_verify(ids: tuple[str, ...]) -> None:
-    """Re-hash cached models against their known checksums. Exits 1 if any is missing or corrupt."""
+@_model_path_option
+def models_verify(ids: tuple[str, ...], model_paths: tuple[str, ...]) -> None:
+    """Re-hash cached models (and --model-path files) against their known checksums.
+
+    Exits 1 if any is missing or corrupt.
+    """
     from sdeval.models import verify
 
-    results = verify(list(ids) or None)
+    results = verify(list(ids) or None, _options(model_paths))
     for r in results:
         click.echo(f"{r.id:<28} {r.state:<11} {r.path or ''} {r.detail}")
     sys.exit(EXIT_OK if all(r.ok for r in results if ids or r.state != "missing") else EXIT_FAILED)

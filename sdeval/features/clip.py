@@ -5,49 +5,44 @@ CLIP-based safety head read); ``clip_text`` gives the L2-normalised embedding of
 prompt, encoded once per distinct prompt. Both run on one loaded model per
 (architecture, weights, device, precision) per process.
 
-Weights come from the model registry (open_clip tags through huggingface_hub's cache, honouring
-offline mode), a local ``.pt``/``.safetensors`` file, or open_clip's ``local-dir:DIR`` form.
-Preprocessing is open_clip's own eval transform for those weights, built from the config
-without loading the model, so the feature cache key and the decode-thread preprocessing are
-known before (and, on a warm cache, without) any weights are loaded.
+Which weights, and how they are built (QuickGELU, OpenAI's TorchScript archives), is decided in
+:mod:`sdeval.models.clip_weights` without loading anything; preprocessing is open_clip's own eval
+transform for those weights, so the feature cache key and the decode-thread preprocessing are
+known before (and, on a warm cache, without) any weights are loaded. The loaded model lives in
+:mod:`sdeval.models.loaded`, on the device :func:`sdeval.core.device.choose_device` picks for
+every model of the run.
 
-Two details the published numbers depend on:
-
-* OpenAI weights need QuickGELU; open_clip 3.x only *warns* when ``ViT-L-14`` is paired with
-  the ``openai`` tag, so sdeval forces QuickGELU whenever the tag says so.
-* Prompts longer than the context (77 tokens) are truncated keeping the end-of-text token, whose
-  position the text embedding is pooled from; the row gets a warning.
+Prompts longer than the context (77 tokens) are truncated keeping the end-of-text token, whose
+position the text embedding is pooled from; the row gets a warning.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import threading
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import numpy as np
 
-from sdeval.core.errors import UsageError
-from sdeval.features.base import FeatureExtractor
+from sdeval.core.device import choose_device
+from sdeval.core.errors import ModelMissingError, UsageError
+from sdeval.features.base import FeatureExtractor, Missing
 from sdeval.inputs.record import ImageRecord
-from sdeval.features.base import Missing
+from sdeval.models.clip_weights import TORCHSCRIPT, WeightsRef, resolve_weights, torchscript_state_dict
+from sdeval.models.loaded import clear, load_once, loaded
 
 DEFAULT_MODEL = "ViT-L-14"
 DEFAULT_PRETRAINED = "openai"
 DEFAULT_BATCH_SIZE = 32
 #: bump when sdeval's own handling of CLIP inputs/outputs changes (part of the cache key)
 PREPROCESSING_VERSION = "1"
-RANDOM_TAGS = ("none", "random")
-LOCAL_DIR = "local-dir:"
 OPTION_NAMES = ("clip_model", "clip_pretrained", "device", "batch_size", "clip_precision",
                 "offline", "model_paths")
 
 
-# -- settings and weights ------------------------------------------------------------------------
+# -- settings ------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class ClipSettings:
@@ -82,248 +77,11 @@ class ClipSettings:
                    offline=None if offline is None else bool(offline))
 
 
-@dataclass(frozen=True, eq=False)
-class WeightsRef:
-    """Resolved weights: how to build the model, and the facts that identify its outputs."""
+# -- loaded backbones (one per weights/device/precision per process, in models.loaded) -----------------
 
-    #: what open_clip.create_model gets as model_name ("ViT-L-14" or "local-dir:DIR")
-    load_name: str
-    #: file passed as ``pretrained`` (None for local-dir and random weights)
-    checkpoint: str | None
-    #: human label: "ViT-L-14/openai", "ViT-B-32/file", "local-dir"
-    label: str
-    #: open_clip tag, file, local-dir or random
-    source: str
-    sha256: str | None
-    registry_id: str | None
-    force_quick_gelu: bool
-    #: open_clip preprocess settings for these weights (size, mean, std, interpolation, ...)
-    preprocess: Mapping[str, Any]
-    model_cfg: Mapping[str, Any] = field(repr=False)
-    #: extra settings forced on create_model (a tag's mean/std/interpolation)
-    force_preprocess: Mapping[str, Any] | None = None
+LOADED_KIND = "clip"
+TEXT_MEMO_MAX = 100_000
 
-    @property
-    def embed_dim(self) -> int | None:
-        value = self.model_cfg.get("embed_dim")
-        return int(value) if value is not None else None
-
-    @property
-    def context_length(self) -> int:
-        return int(self.model_cfg.get("text_cfg", {}).get("context_length", 77))
-
-
-def _preprocess_cfg(model_cfg: Mapping[str, Any], overrides: Mapping[str, Any] | None) -> dict[str, Any]:
-    """open_clip's final eval preprocessing, computed as create_model does (without building it)."""
-    from dataclasses import asdict
-
-    from open_clip.transform import PreprocessCfg, merge_preprocess_dict
-
-    cfg = merge_preprocess_dict(asdict(PreprocessCfg()), dict(overrides or {}))
-    size = model_cfg.get("vision_cfg", {}).get("image_size")
-    if size is not None:
-        cfg["size"] = (size, size) if isinstance(size, int) else tuple(size)
-    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()}
-
-
-def _local_dir_ref(directory: Path) -> WeightsRef:
-    from sdeval.models.fetch import weights_sha256
-
-    directory = directory.absolute()
-    config_path = directory / "open_clip_config.json"
-    if not config_path.is_file():
-        raise UsageError(f"local-dir {directory} has no open_clip_config.json (open_clip's format: "
-                         f"open_clip_config.json + open_clip_model.safetensors)")
-    try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-        model_cfg = config["model_cfg"]
-    except (ValueError, KeyError) as exc:
-        raise UsageError(f"{config_path} is not an open_clip config with 'model_cfg': {exc}") from exc
-    preprocess = _preprocess_cfg(model_cfg, config.get("preprocess_cfg") or {})
-    return WeightsRef(load_name=f"{LOCAL_DIR}{directory}", checkpoint=None, label=f"local-dir:{directory.name}",
-                      source="local-dir", sha256=weights_sha256(directory), registry_id=None,
-                      force_quick_gelu=False, preprocess=preprocess, model_cfg=model_cfg)
-
-
-def _builtin_model_cfg(model_name: str) -> dict[str, Any]:
-    import open_clip
-
-    cfg = open_clip.get_model_config(model_name.replace("/", "-"))
-    if cfg is None:
-        raise UsageError(f"unknown open_clip model '{model_name}' (see open_clip.list_models(); a local "
-                         f"model can be given as clip_pretrained='local-dir:DIR')")
-    return dict(cfg)
-
-
-def resolve_weights(settings: ClipSettings, options: Mapping[str, Any] | None = None,
-                    progress: Callable[[Any], None] | None = None) -> WeightsRef:
-    """Find (and fetch, unless offline) the weights ``settings`` name, without loading them."""
-    from sdeval.models import fetch as _fetch
-    from sdeval.models.cache import is_offline, set_offline
-
-    if is_offline(settings.offline):
-        set_offline(True)  # before open_clip (and so huggingface_hub) is imported
-    model_name, pretrained = settings.model_name, settings.pretrained
-    for value in (model_name, pretrained):
-        if value.startswith(LOCAL_DIR):
-            directory = Path(value[len(LOCAL_DIR):]).expanduser().absolute()
-            if not directory.is_dir():
-                raise UsageError(f"local-dir not found: {directory}")
-            return _local_dir_ref(directory)
-    if pretrained.lower() in RANDOM_TAGS:
-        model_cfg = _builtin_model_cfg(model_name)
-        return WeightsRef(load_name=model_name, checkpoint=None, label=f"{model_name}/random", source="random",
-                          sha256=None, registry_id=None, force_quick_gelu=False,
-                          preprocess=_preprocess_cfg(model_cfg, None), model_cfg=model_cfg)
-    candidate = Path(pretrained).expanduser().absolute()
-    if candidate.is_dir():
-        return _local_dir_ref(candidate)
-    if candidate.is_file():
-        model_cfg = _builtin_model_cfg(model_name)
-        return WeightsRef(load_name=model_name, checkpoint=str(candidate), label=f"{model_name}/file",
-                          source="file", sha256=_fetch.weights_sha256(candidate), registry_id=None,
-                          force_quick_gelu=False, preprocess=_preprocess_cfg(model_cfg, None),
-                          model_cfg=model_cfg)
-    if any(sep in pretrained for sep in ("/", os.sep)) or pretrained.endswith((".pt", ".pth", ".bin", ".safetensors")):
-        raise UsageError(f"clip_pretrained looks like a path but does not exist: {pretrained}")
-    # an open_clip pretrained tag
-    from open_clip.pretrained import get_pretrained_cfg, list_pretrained_tags_by_model
-
-    model_cfg = _builtin_model_cfg(model_name)
-    tag_cfg = dict(get_pretrained_cfg(model_name, pretrained) or {})
-    if not tag_cfg:
-        tags = list_pretrained_tags_by_model(model_name)
-        raise UsageError(f"open_clip has no pretrained tag '{pretrained}' for '{model_name}'"
-                         f" (known: {', '.join(tags) or 'none'}); or give a weights file or local-dir:DIR")
-    path = _fetch.resolve_open_clip(model_name, pretrained, options=options, progress=progress,
-                                    offline=settings.offline)
-    registry_id = _fetch.open_clip_model_id(model_name, pretrained)
-    if path.is_dir():  # a local override in open_clip's local-dir format
-        ref = _local_dir_ref(path)
-        return WeightsRef(**{**ref.__dict__, "registry_id": registry_id})
-    force_quick_gelu = bool(tag_cfg.get("quick_gelu", False)) and not bool(model_cfg.get("quick_gelu", False))
-    if force_quick_gelu:
-        model_cfg = {**model_cfg, "quick_gelu": True}
-    force_pp = {k: tag_cfg[k] for k in ("mean", "std", "interpolation", "resize_mode", "fill_color")
-                if k in tag_cfg}
-    return WeightsRef(load_name=model_name, checkpoint=str(path), label=f"{model_name}/{pretrained}",
-                      source=f"open_clip tag '{pretrained}'", sha256=_fetch.weights_sha256(path),
-                      registry_id=registry_id, force_quick_gelu=force_quick_gelu,
-                      preprocess=_preprocess_cfg(model_cfg, force_pp), model_cfg=model_cfg,
-                      force_preprocess=force_pp or None)
-
-
-# -- resolution memo: a warm run knows its cache key without importing open_clip --------------------------
-
-_MEMO_FILE = "clip-weights-resolved.json"
-_memo_lock = threading.Lock()
-
-
-def _open_clip_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("open_clip_torch")
-    except PackageNotFoundError:
-        return "?"
-
-
-def _memo_key(settings: ClipSettings, options: Mapping[str, Any] | None) -> str | None:
-    """What a resolution depends on besides file contents: the request, overrides, open_clip."""
-    from sdeval.models.fetch import open_clip_model_id
-    from sdeval.models.registry import override_path
-
-    if settings.pretrained.lower() in RANDOM_TAGS:
-        return None
-    try:
-        registry_id = open_clip_model_id(settings.model_name, settings.pretrained)
-        override = override_path(registry_id, options)
-    except Exception:  # noqa: BLE001 - odd options: just resolve normally
-        return None
-    return json.dumps([_absolute(settings.model_name), _absolute(settings.pretrained), override,
-                       _open_clip_version(), PREPROCESSING_VERSION])
-
-
-def _absolute(value: str) -> str:
-    """Paths made absolute so the same relative path from another directory is another key."""
-    if value.startswith(LOCAL_DIR):
-        return LOCAL_DIR + os.path.abspath(os.path.expanduser(value[len(LOCAL_DIR):]))
-    if "/" in value or os.sep in value or value.endswith((".pt", ".pth", ".bin", ".safetensors")):
-        return os.path.abspath(os.path.expanduser(value))
-    return value
-
-
-def _dependency_files(ref: WeightsRef) -> list[str]:
-    if ref.checkpoint:
-        return [ref.checkpoint]
-    if ref.load_name.startswith(LOCAL_DIR):
-        directory = Path(ref.load_name[len(LOCAL_DIR):])
-        return sorted(str(p) for p in directory.iterdir() if p.is_file())
-    return []
-
-
-def _stamps(files: Sequence[str]) -> list[list[Any]] | None:
-    out = []
-    for f in files:
-        try:
-            st = os.stat(f)
-        except OSError:
-            return None
-        out.append([f, st.st_size, st.st_mtime_ns])
-    return out
-
-
-def _memo_path() -> Path:
-    from sdeval.models.cache import cache_dir
-
-    return cache_dir() / _MEMO_FILE
-
-
-def load_resolution_memo(settings: ClipSettings, options: Mapping[str, Any] | None) -> WeightsRef | None:
-    """A previous resolution of the same request whose files are unchanged (size and mtime)."""
-    key = _memo_key(settings, options)
-    if key is None:
-        return None
-    try:
-        memo = json.loads(_memo_path().read_text(encoding="utf-8"))
-        entry = memo[key]
-        fields = dict(entry["ref"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    files = entry.get("files") or []
-    if not files or _stamps([f[0] for f in files]) != files:
-        return None
-    try:
-        return WeightsRef(**fields)
-    except TypeError:
-        return None
-
-
-def save_resolution_memo(settings: ClipSettings, options: Mapping[str, Any] | None, ref: WeightsRef) -> None:
-    key = _memo_key(settings, options)
-    files = _stamps(_dependency_files(ref))
-    if key is None or not files or ref.sha256 is None:
-        return
-    from dataclasses import asdict
-
-    from sdeval.models.cache import atomic_write_text
-
-    with _memo_lock:
-        path = _memo_path()
-        try:
-            memo = json.loads(path.read_text(encoding="utf-8"))
-            if not isinstance(memo, dict):
-                memo = {}
-        except (OSError, ValueError):
-            memo = {}
-        memo[key] = {"ref": json.loads(json.dumps(asdict(ref), default=list)), "files": files}
-        try:
-            atomic_write_text(path, json.dumps(memo, indent=1))
-        except OSError:  # a read-only cache dir only costs the memo
-            pass
-
-
-# -- loaded backbones (one per process per key) -------------------------------------------------------
 
 @dataclass(eq=False)
 class Backbone:
@@ -342,26 +100,6 @@ class Backbone:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-_BACKBONES: dict[tuple, Backbone] = {}
-_BACKBONES_LOCK = threading.Lock()
-TEXT_MEMO_MAX = 100_000
-
-
-def resolve_device(name: str) -> str:
-    import torch
-
-    if name and name != "auto":
-        if name.startswith("cuda") and not torch.cuda.is_available():
-            raise UsageError(f"device '{name}' requested but CUDA is not available")
-        return name
-    if torch.cuda.is_available():
-        return "cuda"
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return "mps"
-    return "cpu"
-
-
 def _uses_autocast(device: str, precision: str) -> bool:
     if precision == "fp16" and not device.startswith("cuda"):
         raise UsageError("clip_precision fp16 needs a CUDA device")
@@ -369,56 +107,52 @@ def _uses_autocast(device: str, precision: str) -> bool:
 
 
 def _backbone_key(ref: WeightsRef, device: str, autocast: bool) -> tuple:
-    return (ref.load_name, ref.checkpoint, ref.sha256, ref.force_quick_gelu, device, autocast)
+    return (ref.load_name, ref.checkpoint, ref.sha256, ref.force_quick_gelu, ref.checkpoint_format, device, autocast)
 
 
 def get_backbone(ref: WeightsRef, device: str, autocast: bool) -> Backbone:
     """The loaded model for these weights on this device, loading it on first use."""
-    key = _backbone_key(ref, device, autocast)
-    with _BACKBONES_LOCK:
-        found = _BACKBONES.get(key)
-        if found is not None:
-            return found
-        import open_clip
-        import torch
+    return load_once(LOADED_KIND, _backbone_key(ref, device, autocast), lambda: _load_backbone(ref, device, autocast))
 
-        kwargs: dict[str, Any] = {"device": device, "weights_only": True}
-        if ref.force_quick_gelu:
-            kwargs["force_quick_gelu"] = True
-        if ref.force_preprocess:
-            kwargs["force_preprocess_cfg"] = dict(ref.force_preprocess)
-        if ref.source == "random":
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(0)
+
+def _load_backbone(ref: WeightsRef, device: str, autocast: bool) -> Backbone:
+    import open_clip
+    import torch
+
+    kwargs: dict[str, Any] = {"device": device, "weights_only": True}
+    if ref.force_quick_gelu:
+        kwargs["force_quick_gelu"] = True
+    if ref.force_preprocess:
+        kwargs["force_preprocess_cfg"] = dict(ref.force_preprocess)
+    if ref.source == "random":
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            model = open_clip.create_model(ref.load_name, pretrained=None, **kwargs)
+    else:
+        try:
+            if ref.checkpoint_format == TORCHSCRIPT:  # OpenAI's archive: its tensors into open_clip's model
                 model = open_clip.create_model(ref.load_name, pretrained=None, **kwargs)
-        else:
-            try:
+                model.load_state_dict(torchscript_state_dict(ref.checkpoint or ""), strict=True)
+            else:
                 model = open_clip.create_model(ref.load_name, pretrained=ref.checkpoint,
                                                require_pretrained=True, **kwargs)
-            except (RuntimeError, ValueError, OSError, KeyError) as exc:
-                from sdeval.core.errors import ModelMissingError
-
-                where = ref.checkpoint or ref.load_name
-                raise ModelMissingError(
-                    f"could not load CLIP weights {ref.label} from {where}: {exc}\n  how to get it: "
-                    f"check the file, or run `sdeval models fetch {ref.registry_id or ref.label}`") from exc
-        model.eval()
-        tokenizer = open_clip.get_tokenizer(ref.load_name)
-        backbone = Backbone(ref=ref, model=model, tokenizer=tokenizer, device=torch.device(device),
-                            autocast=autocast)
-        _BACKBONES[key] = backbone
-        return backbone
+        except (RuntimeError, ValueError, OSError, KeyError) as exc:
+            where = ref.checkpoint or ref.load_name
+            raise ModelMissingError(
+                f"could not load CLIP weights {ref.label} from {where}: {exc}\n  how to get it: "
+                f"check the file, or run `sdeval models fetch {ref.registry_id or ref.label}`") from exc
+    model.eval()
+    tokenizer = open_clip.get_tokenizer(ref.load_name)
+    return Backbone(ref=ref, model=model, tokenizer=tokenizer, device=torch.device(device), autocast=autocast)
 
 
 def loaded_backbones() -> list[Backbone]:
-    with _BACKBONES_LOCK:
-        return list(_BACKBONES.values())
+    return loaded(LOADED_KIND)
 
 
 def clear_backbones() -> None:
-    """Drop every loaded model (tests, or to free GPU memory between runs)."""
-    with _BACKBONES_LOCK:
-        _BACKBONES.clear()
+    """Drop every loaded CLIP model (tests, or to free GPU memory between runs)."""
+    clear(LOADED_KIND)
 
 
 def forward_counts() -> dict[str, int]:
@@ -463,16 +197,14 @@ class _ClipBase(FeatureExtractor):
         if self._ref is None:
             with self._lock:
                 if self._ref is None:
-                    ref = load_resolution_memo(self.settings, self.options)
-                    if ref is None:
-                        ref = resolve_weights(self.settings, self.options, self.options.get("fetch_progress"))
-                        save_resolution_memo(self.settings, self.options, ref)
-                    self._ref = ref
+                    self._ref = resolve_weights(self.settings.model_name, self.settings.pretrained, self.options,
+                                                offline=self.settings.offline,
+                                                progress=self.options.get("fetch_progress"))
         return self._ref
 
     def device(self) -> str:
         if self._device is None:
-            self._device = resolve_device(self.settings.device)
+            self._device = choose_device(self.settings.device)
         return self._device
 
     def autocast(self) -> bool:
@@ -498,7 +230,7 @@ class _ClipBase(FeatureExtractor):
         if ref.sha256 is None:  # random weights: nothing stable to key on
             return None
         parts = {"feature": self.id, "version": self.version, "sdeval_preprocessing": PREPROCESSING_VERSION,
-                 "model": ref.label, "weights_sha256": ref.sha256, "quick_gelu": bool(ref.model_cfg.get("quick_gelu")),
+                 "model": ref.label, "weights_sha256": ref.sha256, "quick_gelu": ref.quick_gelu,
                  "model_cfg": ref.model_cfg, "precision": self._precision_label(), **extra}
         digest = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
         return f"{kind}/{ref.label}/{ref.sha256[:16]}/{self._precision_label()}/{digest[:16]}"
@@ -510,7 +242,8 @@ class _ClipBase(FeatureExtractor):
         ref = self.weights()
         return {
             "id": self.id, "version": self.version, "model": ref.label, "weights_source": ref.source,
-            "weights_sha256": ref.sha256, "registry_id": ref.registry_id, "quick_gelu": bool(ref.model_cfg.get("quick_gelu")),
+            "weights_sha256": ref.sha256, "registry_id": ref.registry_id, "weights_format": ref.checkpoint_format,
+            "quick_gelu": ref.quick_gelu, "quick_gelu_from": ref.quick_gelu_from, "weights_check": ref.weights_check,
             "embed_dim": ref.embed_dim, "device": self.device(),
             "autocast": "float16" if self.autocast() else None, "dtype": "float16 autocast" if self.autocast() else "float32",
             "batch_size": self.batch_size, "open_clip": getattr(open_clip, "__version__", None),

@@ -2,9 +2,9 @@
 
 Same numbers as ``cleanfid.fid.compute_fid`` on the same weights file, by construction:
 
-* the weights are clean-fid's TorchScript ``inception-2015-12-05.pt``, but obtained through
-  sdeval's model registry (cache dir, offline mode, local overrides) instead of clean-fid's fixed
-  ``/tmp`` path;
+* the weights are clean-fid's TorchScript ``inception-2015-12-05.pt``, obtained through sdeval's
+  model registry (cache dir, offline mode, local overrides; a copy clean-fid already downloaded to
+  its ``/tmp`` folder is used where it is);
 * ``clean`` mode resizes with clean-fid's own function (``cleanfid.resize.make_resizer("PIL",
   False, "bicubic", (299, 299))``: each channel as a float32 PIL image, bicubic, clipped, no
   quantisation), then feeds ``(x - 128) / 128`` to the module's ``.layers``, as
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
 import warnings
 from pathlib import Path
@@ -27,9 +28,11 @@ from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 
+from sdeval.core.device import choose_device
 from sdeval.core.errors import ModelMissingError, UsageError
 from sdeval.features.base import FeatureExtractor
 from sdeval.inputs.record import ImageRecord
+from sdeval.models.loaded import load_once
 
 MODEL_ID = "inception-2015-12-05"
 MODES = ("clean", "legacy_tensorflow")
@@ -38,31 +41,38 @@ DIM = 2048
 #: bump when sdeval's handling of Inception inputs/outputs changes (part of the cache key)
 PREPROCESSING_VERSION = "1"
 OPTION_NAMES = ("fid_mode", "inception_optimize", "device", "batch_size", "offline", "model_paths")
+LOADED_KIND = "inception"
 
-_MODELS: dict[tuple[str, str], Any] = {}
-_MODELS_LOCK = threading.Lock()
+
+def _file_key(path: Path) -> tuple[Any, ...]:
+    """A file version: a rewritten file (size or mtime) is another model."""
+    real = Path(path).resolve()
+    try:
+        st = os.stat(real)
+    except OSError:
+        return (str(real),)
+    return (str(real), st.st_size, st.st_mtime_ns)
 
 
 def load_torchscript(path: Path, device: str) -> Any:
-    """The TorchScript module on ``device`` in eval mode, loaded once per (file, device)."""
+    """The TorchScript module on ``device`` in eval mode, loaded once per (file, device) per process."""
+    return load_once(LOADED_KIND, (_file_key(path), device), lambda: _read_torchscript(path, device))
+
+
+def _read_torchscript(path: Path, device: str) -> Any:
     import torch
 
-    key = (str(Path(path).resolve()), device)
-    with _MODELS_LOCK:
-        model = _MODELS.get(key)
-        if model is None:
-            try:
-                with warnings.catch_warnings():  # torch >= 2.9 deprecates TorchScript; the file is TorchScript
-                    warnings.simplefilter("ignore", FutureWarning)
-                    model = torch.jit.load(str(path), map_location=device).eval()
-            except Exception as exc:  # noqa: BLE001 - a bad file must name itself
-                raise ModelMissingError(
-                    f"could not load the Inception TorchScript file {path}: {exc}\n  how to get it: run "
-                    f"`sdeval models fetch {MODEL_ID}` (or pass --model-path {MODEL_ID}=FILE)") from exc
-            if not hasattr(model, "layers"):
-                raise ModelMissingError(f"{path} is not clean-fid's Inception TorchScript (no '.layers')")
-            _MODELS[key] = model
-        return model
+    try:
+        with warnings.catch_warnings():  # torch >= 2.9 deprecates TorchScript; the file is TorchScript
+            warnings.simplefilter("ignore", FutureWarning)
+            model = torch.jit.load(str(path), map_location=device).eval()
+    except Exception as exc:  # noqa: BLE001 - a bad file must name itself
+        raise ModelMissingError(
+            f"could not load the Inception TorchScript file {path}: {exc}\n  how to get it: run "
+            f"`sdeval models fetch {MODEL_ID}` (or pass --model-path {MODEL_ID}=FILE)") from exc
+    if not hasattr(model, "layers"):
+        raise ModelMissingError(f"{path} is not clean-fid's Inception TorchScript (no '.layers')")
+    return model
 
 
 def optimized_layers(path: Path, device: str) -> Any:
@@ -71,27 +81,19 @@ def optimized_layers(path: Path, device: str) -> Any:
     On CPU this folds batch norms into convolutions and uses oneDNN kernels: about 1.3x faster,
     features within ~1e-5 relative of the plain module (FID within ~1e-6 relative).
     """
+    return load_once(LOADED_KIND, (_file_key(path), device, "optimized"), lambda: _optimize(path, device))
+
+
+def _optimize(path: Path, device: str) -> Any:
     import torch
 
-    key = (str(Path(path).resolve()), device + "/optimized")
-    with _MODELS_LOCK:
-        if key in _MODELS:
-            return _MODELS[key]
     model = load_torchscript(path, device)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            layers = torch.jit.optimize_for_inference(torch.jit.freeze(model.layers.eval()))
+            return torch.jit.optimize_for_inference(torch.jit.freeze(model.layers.eval()))
     except Exception:  # noqa: BLE001 - an unusual graph: run it as it is
-        layers = None
-    with _MODELS_LOCK:
-        _MODELS[key] = layers
-    return layers
-
-
-def clear_models() -> None:
-    with _MODELS_LOCK:
-        _MODELS.clear()
+        return None
 
 
 def _clean_resizer() -> Any:
@@ -103,7 +105,7 @@ def _clean_resizer() -> Any:
 class InceptionFeatures(FeatureExtractor):
     """2048-d float32 pool3 features of clean-fid's Inception, one per image.
 
-    Options: ``fid_mode`` (clean | legacy_tensorflow), ``device`` (auto: cuda, else cpu),
+    Options: ``fid_mode`` (clean | legacy_tensorflow), ``device`` (auto: cuda, mps, cpu),
     ``batch_size``, ``offline``, ``model_paths`` (``inception-2015-12-05`` -> a local file),
     ``inception_optimize`` (auto: on CPU in clean mode, freeze + optimize_for_inference the
     network, ~1.3x faster, features within ~1e-5 relative; False runs the file exactly as
@@ -140,24 +142,14 @@ class InceptionFeatures(FeatureExtractor):
 
     def weights_sha256(self) -> str:
         if self._sha is None:
-            from sdeval.models.fetch import weights_sha256
+            from sdeval.models.hashes import weights_sha256
 
             self._sha = weights_sha256(self.weights_path())
         return self._sha
 
     def device(self) -> str:
         if self._device is None:
-            name = str(self.options.get("device") or "auto")
-            if name == "auto":
-                import torch
-
-                name = "cuda" if torch.cuda.is_available() else "cpu"
-            elif name.startswith("cuda"):
-                import torch
-
-                if not torch.cuda.is_available():
-                    raise UsageError(f"device '{name}' requested but CUDA is not available")
-            self._device = name
+            self._device = choose_device(str(self.options.get("device") or "auto"))
         return self._device
 
     def model(self) -> Any:
@@ -240,9 +232,11 @@ class InceptionFeatures(FeatureExtractor):
 
     def protocol(self) -> dict[str, Any]:
         from sdeval.core.versions import package_versions
+        from sdeval.models.fetch import weights_check
 
         versions = package_versions()
         return {"id": self.id, "version": self.version, **self.identity(), "weights_file": str(self.weights_path()),
+                "weights_check": weights_check(MODEL_ID, self.weights_path(), self.options),
                 "device": self.device(), "dtype": "float32", "batch_size": self.batch_size,
                 "optimized": "torch.jit.freeze + optimize_for_inference" if self.optimize() else False,
                 "clean_fid": versions.get("clean-fid"), "torch": versions.get("torch"),

@@ -178,7 +178,7 @@ class _LpipsBase(FeatureExtractor):
 
     def lpips_identity(self) -> dict[str, Any]:
         """The LPIPS model and input: net, size, both weight files, the linear layers' LPIPS version."""
-        from sdeval.models.fetch import weights_sha256
+        from sdeval.models.hashes import weights_sha256
 
         return {"net": self.settings.net, "size": self.settings.size, "backbone_id": NETS[self.settings.net],
                 "backbone_sha256": weights_sha256(self.backbone_path()),

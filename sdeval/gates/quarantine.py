@@ -9,7 +9,6 @@ descriptor and fsynced, so concurrent runs and crashes leave whole lines.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from sdeval.core.errors import InputError
+from sdeval.core.io import sha256_file
 
 AUDIT_LOG = "audit.jsonl"
 
@@ -39,20 +39,12 @@ class QuarantineRecord:
         return {"path": self.dest, "moved": self.moved, "audit_log": self.audit_log, "time": self.time}
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _destination(folder: Path, src: Path, sha256: str | None) -> Path:
     """``folder/name``; a different file already there keeps its name and ours gets ``-<sha8>``."""
     dest = folder / src.name
-    if not dest.exists() or (sha256 is not None and _sha256(dest) == sha256):
+    if not dest.exists() or (sha256 is not None and sha256_file(dest) == sha256):
         return dest
-    tag = (sha256 or _sha256(src))[:8]
+    tag = (sha256 or sha256_file(src))[:8]
     return folder / f"{src.stem}-{tag}{src.suffix}"
 
 
@@ -93,7 +85,7 @@ def quarantine(path: str, folder: Path, *, sha256: str | None, verdict: str, rea
     src = Path(path)
     if not src.is_file():
         raise InputError(f"cannot quarantine {path}: the file is gone")
-    if sha256 is not None and _sha256(src) != sha256:
+    if sha256 is not None and sha256_file(src) != sha256:
         raise InputError(f"cannot quarantine {path}: it changed since it was evaluated")
     folder.mkdir(parents=True, exist_ok=True)
     dest = _destination(folder, src, sha256)

@@ -10,7 +10,7 @@ error), and a different 768-wide backbone gives numbers the 1-10 scale does not 
 
 from __future__ import annotations
 
-import threading
+import os
 from pathlib import Path
 from typing import Any, ClassVar, Mapping, Sequence
 
@@ -19,6 +19,7 @@ import numpy as np
 from sdeval.core.errors import MetricUnavailableError, ModelMissingError
 from sdeval.features.clip import OPTION_NAMES
 from sdeval.metrics.base import FeatureBatch, ImageMetric, Missing, Score
+from sdeval.models.loaded import load_once
 
 MODEL_ID = "aesthetic-v2-l14"
 INPUT_DIM = 768
@@ -27,9 +28,9 @@ TRAINED_ON_ID = "clip-vit-l-14-openai"
 #: (in, out, dropout after) of each Linear, in order; dropouts are identity at inference
 LAYOUT = ((768, 1024, 0.2), (1024, 128, 0.2), (128, 64, 0.1), (64, 16, None), (16, 1, None))
 
+LOADED_KIND = "aesthetic"
+
 _head_class: Any = None
-_heads: dict[str, Any] = {}
-_heads_lock = threading.Lock()
 
 
 def head_class() -> Any:
@@ -60,30 +61,35 @@ def head_class() -> Any:
 
 
 def load_head(path: Path) -> Any:
-    """Load a ``.pth`` state dict (CPU, ``weights_only=True``) into the head with ``strict=True``."""
+    """The head loaded from a ``.pth`` state dict (CPU, ``weights_only=True``, ``strict=True``), once per
+    file version (path, size, mtime) per process."""
+    real = Path(path).resolve()
+    try:
+        st = os.stat(real)
+        key: tuple[Any, ...] = (str(real), st.st_size, st.st_mtime_ns)
+    except OSError:
+        key = (str(real),)
+    return load_once(LOADED_KIND, key, lambda: _read_head(real))
+
+
+def _read_head(path: Path) -> Any:
     import torch
 
-    key = str(Path(path).resolve())
-    with _heads_lock:
-        if key in _heads:
-            return _heads[key]
-        try:
-            state = torch.load(str(path), map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - a bad file must name itself
-            raise ModelMissingError(
-                f"could not read the aesthetic head {path}: {exc}\n  how to get it: "
-                f"run `sdeval models fetch {MODEL_ID}`") from exc
-        if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-            state = state["state_dict"]
-        head = head_class()()
-        try:
-            head.load_state_dict(state, strict=True)
-        except (RuntimeError, TypeError, AttributeError) as exc:
-            raise ModelMissingError(
-                f"{path} is not a LAION aesthetic v2 head (keys layers.0/2/4/6/7 expected): {exc}") from exc
-        head.eval()
-        _heads[key] = head
-        return head
+    try:
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - a bad file must name itself
+        raise ModelMissingError(
+            f"could not read the aesthetic head {path}: {exc}\n  how to get it: "
+            f"run `sdeval models fetch {MODEL_ID}`") from exc
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    head = head_class()()
+    try:
+        head.load_state_dict(state, strict=True)
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        raise ModelMissingError(
+            f"{path} is not a LAION aesthetic v2 head (keys layers.0/2/4/6/7 expected): {exc}") from exc
+    return head.eval()
 
 
 class Aesthetic(ImageMetric):
@@ -159,12 +165,14 @@ class Aesthetic(ImageMetric):
         return out
 
     def protocol(self) -> dict[str, Any]:
-        from sdeval.models.fetch import weights_sha256
+        from sdeval.models.fetch import weights_check
+        from sdeval.models.hashes import weights_sha256
 
         proto = super().protocol()
         path = self.weights_path()
         proto.update({
             "model_id": MODEL_ID, "weights": path.name, "weights_sha256": weights_sha256(path),
+            "weights_check": weights_check(MODEL_ID, path, self.options),
             "input": "L2-normalised CLIP image embedding", "trained_on": TRAINED_ON,
         })
         if self._backbone_label is not None:

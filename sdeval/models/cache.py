@@ -9,11 +9,8 @@ it a missing pretrained tag spends ~45 s in retries instead of failing at once.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import sys
-import threading
 from pathlib import Path
 
 ENV_CACHE_DIR = "SDEVAL_CACHE_DIR"
@@ -22,7 +19,6 @@ ENV_HF_OFFLINE = "HF_HUB_OFFLINE"
 _TRUE = {"1", "true", "yes", "on"}
 
 _offline_flag: bool | None = None
-_hash_lock = threading.Lock()
 
 
 def cache_dir() -> Path:
@@ -78,59 +74,58 @@ def reset_offline() -> None:
     _offline_flag = None
 
 
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
+# -- other tools' caches: a file they already downloaded is used where it is (no copy, no download) --
+
+#: ``ModelSpec.shared_cache`` values
+TORCH_HUB = "torch-hub"
+CLEAN_FID = "clean-fid"
 
 
-def _memo_path() -> Path:
-    return cache_dir() / "weights-sha256.json"
+def torch_hub_checkpoints_dir() -> Path:
+    """Where torchvision's ``load_state_dict_from_url`` keeps weights: ``torch.hub.get_dir()/checkpoints``.
 
-
-def weights_sha256(path: Path) -> str:
-    """sha256 of a weights file, memoised on disk by (real path, size, mtime).
-
-    The feature cache key includes the weights hash, and hashing a 1.7 GB checkpoint on every
-    run would cost seconds; the memo makes it a stat. Files in huggingface_hub's cache are blobs
-    named by their sha256 already, so those cost nothing at all.
+    Computed as torch.hub does (``$TORCH_HOME``, else ``$XDG_CACHE_HOME/torch``, else ``~/.cache/torch``)
+    so that listing models does not import torch; a ``torch.hub.set_dir`` made by the caller is honoured
+    when torch is already imported.
     """
-    real = Path(os.path.realpath(path))
-    name = real.name
-    if len(name) == 64 and all(c in "0123456789abcdef" for c in name) and "blobs" in real.parts:
-        return name
-    st = real.stat()
-    key = str(real)
-    stamp = [st.st_size, st.st_mtime_ns]
-    memo_file = _memo_path()
-    with _hash_lock:
-        memo = _read_memo(memo_file)
-        hit = memo.get(key)
-        if isinstance(hit, dict) and hit.get("stamp") == stamp and isinstance(hit.get("sha256"), str):
-            return hit["sha256"]
-    digest = sha256_file(real)
-    with _hash_lock:
-        memo = _read_memo(memo_file)
-        memo[key] = {"stamp": stamp, "sha256": digest}
-        try:
-            atomic_write_text(memo_file, json.dumps(memo, indent=0, sort_keys=True))
-        except OSError:  # a read-only cache only costs the memo
-            pass
-    return digest
+    hub = sys.modules.get("torch.hub")
+    if hub is not None:
+        return Path(hub.get_dir()) / "checkpoints"
+    home = os.environ.get("TORCH_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "torch")
+    return Path(os.path.expanduser(home)) / "hub" / "checkpoints"
 
 
-def _read_memo(path: Path) -> dict:
+def clean_fid_dir() -> Path:
+    """Where clean-fid downloads its Inception (``cleanfid.features.build_feature_extractor``): /tmp, or the
+    working directory on Windows."""
+    return Path("./") if sys.platform.startswith("win") else Path("/tmp")
+
+
+def openai_clip_dir() -> Path:
+    """Where OpenAI's ``clip`` package and open_clip's URL downloads keep OpenAI's TorchScript archives."""
+    return Path(os.path.expanduser("~/.cache/clip"))
+
+
+def shared_cache_path(cache: str | None, filename: str | None) -> Path | None:
+    """The file another tool's cache would hold under ``filename``, if it is there and may be trusted.
+
+    clean-fid's folder is world-writable on Linux (/tmp): a file there is used only when the current
+    user owns it, so another account cannot plant weights.
+    """
+    if not cache or not filename:
+        return None
+    if cache == TORCH_HUB:
+        candidate = torch_hub_checkpoints_dir() / filename
+    elif cache == CLEAN_FID:
+        candidate = clean_fid_dir() / filename
+    else:
+        raise ValueError(f"unknown shared cache {cache!r}")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Temp file + rename (one implementation for the package: sdeval.results.files)."""
-    from sdeval.core.io import atomic_write_text as _write
-
-    _write(path, text)
+        st = candidate.stat()
+    except OSError:
+        return None
+    if not candidate.is_file():
+        return None
+    if cache == CLEAN_FID and hasattr(os, "getuid") and st.st_uid != os.getuid():
+        return None
+    return candidate

