@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from sdeval.core.errors import ModelMissingError, UsageError
+from sdeval.core.http import RetryPolicy, TransportFailure, is_unreachable, make_client, send
 from sdeval.core.io import atomic_write_text, sha256_file
 from sdeval.models import cache as _cache
 from sdeval.models.hashes import weights_sha256
@@ -323,7 +324,17 @@ def download_file(url: str, dest: Path, *, model_id: str, sha256: str | None = N
             _write_sidecar(dest, hexdigest, url)
             _emit(progress, FetchProgress(model_id, "done", done, total, str(dest)))
             return dest
-        except (_Retryable, httpx.TransportError) as exc:  # TransportError covers timeouts
+        except httpx.TransportError as exc:
+            _remove(tmp)
+            if is_unreachable(exc):  # no network or no such host: retrying only makes the user wait
+                raise ModelFetchError(_missing_message(model_id, f"{_host(url)} cannot be reached ({exc})")) from exc
+            last_error = f"{type(exc).__name__}: {exc}"
+            if attempt < retries:
+                _emit(progress, FetchProgress(model_id, "retry", 0, None,
+                                              f"attempt {attempt + 1} failed ({last_error}); retrying"))
+                if backoff_s > 0:
+                    time.sleep(backoff_s * (2 ** attempt))
+        except _Retryable as exc:
             last_error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, _Retryable) else str(exc)
             _remove(tmp)
             if attempt < retries:
@@ -347,6 +358,24 @@ def _remove(path: Path) -> None:
         path.unlink()
     except FileNotFoundError:
         pass
+
+
+def _host(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    return urlsplit(url).hostname or url
+
+
+def _probe_hub(model_id: str) -> None:
+    """Fail at once when the hub's host cannot be reached (no DNS, refused): huggingface_hub would
+    retry five times with back-off first (about 50 s) before saying the same."""
+    endpoint = os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
+    try:
+        with make_client(timeout=CONNECT_TIMEOUT_S, connect_timeout=CONNECT_TIMEOUT_S) as client:
+            send(client, "HEAD", endpoint, policy=RetryPolicy(retries=0))
+    except TransportFailure as exc:
+        if exc.unreachable:
+            raise ModelFetchError(_missing_message(model_id, f"{_host(endpoint)} cannot be reached ({exc})")) from exc
 
 
 def _missing_message(model_id: str, why: str) -> str:
@@ -431,6 +460,7 @@ def _open_clip_cached(s: ModelSpec, *, check: bool = True) -> Path | None:
 
 
 def _fetch_open_clip(s: ModelSpec, progress: ProgressCallback | None, force: bool = False) -> Path:
+    _probe_hub(s.id)  # before open_clip is even imported: an offline machine learns it at once
     cfg = _open_clip_pretrained_cfg(s.open_clip_model or "", s.open_clip_pretrained or "")
     if not cfg:
         raise UsageError(f"open_clip has no pretrained tag '{s.open_clip_pretrained}' for model "
