@@ -36,6 +36,7 @@ from PIL.PngImagePlugin import PngInfo
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 from hostile_corpus import build  # noqa: E402
+from ratios import record  # noqa: E402
 
 from sdeval.inputs.metadata.reader import read_metadata  # noqa: E402
 
@@ -229,6 +230,7 @@ def main() -> None:
            + sum(exc is not None or took > 1.0 for _, took, exc in w)
            + int(c["csv_rows"] != c["records"] or c["pandas_rows"] != c["records"]))
     print(f"\n{'all 0' if bad == 0 else f'{bad} FAILURES'}")
+    record("failures / attacks", bad / (c["files"] + f["chunks"] + len(w)), "<= 0")
     sys.exit(1 if bad else 0)
 
 
