@@ -125,11 +125,37 @@ class _PooledFrechet(PooledSetDistance):
             raise ValueError("reference statistics contain NaN or infinite values")
         sigma = (sigma + sigma.T) * 0.5
         factor = _psd_factor(sigma)
-        y = pool @ factor
-        self._gram = y @ y.T
+        self._y = pool @ factor  # (N, r): S_r = L Lᵀ, so F S_r Fᵀ = Y Yᵀ
+        self._gram = self._y @ self._y.T
         self._sq = np.einsum("ij,ij->i", pool, pool)
         self._dot_ref = pool @ mu
         self._ref_const = float(mu @ mu) + float(np.trace(sigma))
+
+    def _trace_sqrt(self, rows: np.ndarray) -> float:
+        """tr sqrt(S_a S_r) of one subset, from the smaller of the (n x n) and (r x r) problems.
+
+        Both have the same non-zero eigenvalues; eigenvalues under size * eps * the largest are
+        rounding noise of exact zeros (the centring direction, rank deficiency) and are dropped,
+        as the pivoted Cholesky of ``frechet_distance`` drops them: sqrt would turn a 1e-16 into a
+        1e-8 error.
+        """
+        n = rows.shape[0]
+        if n <= self._y.shape[1]:
+            g = self._gram[np.ix_(rows, rows)]
+            row_mean = g.mean(axis=1)
+            g -= row_mean[:, None]
+            g -= row_mean[None, :]
+            g += row_mean.mean()
+        else:
+            yc = self._y[rows]
+            yc = yc - yc.mean(axis=0)
+            g = yc.T @ yc
+        if g.shape[0] == 0:
+            return 0.0
+        eig = scipy.linalg.eigh(g, eigvals_only=True, driver="evd", check_finite=False, overwrite_a=True)
+        top = float(eig[-1]) if eig.size else 0.0
+        eig = eig[eig > g.shape[0] * np.finfo(np.float64).eps * max(top, 0.0)]
+        return float(np.sqrt(eig / (n - 1)).sum())
 
     def values(self, index_sets: np.ndarray) -> np.ndarray:
         idx = self._check(index_sets)
@@ -145,15 +171,7 @@ class _PooledFrechet(PooledSetDistance):
             trace_a = (z @ self._sq - n * mean_sq) / (n - 1)
             base = mean_sq - 2.0 * (z @ self._dot_ref) / n + self._ref_const + trace_a
             for j, rows in enumerate(part):  # one eigenvalue solve per subset, nothing else
-                g = self._gram[np.ix_(rows, rows)]
-                row_mean = g.mean(axis=1)
-                g -= row_mean[:, None]
-                g -= row_mean[None, :]
-                g += row_mean.mean()
-                eig = scipy.linalg.eigh(g, eigvals_only=True, driver="evd", check_finite=False,
-                                        overwrite_a=True)
-                tr_sqrt = float(np.sqrt(np.clip(eig, 0.0, None) / (n - 1)).sum())
-                out[start + j] = max(base[j] - 2.0 * tr_sqrt, 0.0)
+                out[start + j] = max(base[j] - 2.0 * self._trace_sqrt(rows), 0.0)
         return out
 
 
