@@ -387,26 +387,53 @@ def set_permutation_test(dist: PooledSetDistance, arm_idx: np.ndarray, base_idx:
 
     size = int(round(subsample_fraction * n_clusters))
     size = min(max(size, 2), n_clusters - 1)
+    small = size // 2
     ci_low = ci_high = bias = math.nan
     ci_method = "none"
     if n_clusters < 4 or n_subsamples < 2:
         notes.append(f"no interval: subsampling needs at least 4 prompts and 2 subsamples "
                      f"({n_clusters} prompts, {n_subsamples} subsamples)")
     else:
-        chosen = np.argsort(rng.random((n_subsamples, n_clusters)), axis=1)[:, :size]
-        cmask = np.zeros((n_subsamples, n_clusters), dtype=bool)
-        np.put_along_axis(cmask, chosen, True, axis=1)
-        sub = np.empty(n_subsamples, dtype=np.float64)
-        for rows, pos in _positions_by_row(cmask[:, inv]):
-            vals = dist.values(np.concatenate([a[pos], b[pos]]))
-            sub[rows] = sign * (vals[:rows.size] - vals[rows.size:])
-        u = sub - delta
+
+        def subsample(m: int) -> np.ndarray:
+            """Oriented differences on ``n_subsamples`` random sets of m whole clusters."""
+            chosen = np.argsort(rng.random((n_subsamples, n_clusters)), axis=1)[:, :m]
+            cmask = np.zeros((n_subsamples, n_clusters), dtype=bool)
+            np.put_along_axis(cmask, chosen, True, axis=1)
+            sub = np.empty(n_subsamples, dtype=np.float64)
+            for rows, pos in _positions_by_row(cmask[:, inv]):
+                vals = dist.values(np.concatenate([a[pos], b[pos]]))
+                sub[rows] = sign * (vals[:rows.size] - vals[rows.size:])
+            return sub - delta
+
+        u = subsample(size)
         bias = float(u.mean())
-        k = math.sqrt(size / (n_clusters - size))
+        v1 = float(u.var(ddof=1))
+        # Var(delta_m) = x n/m + y (n/m)^2 (the Hoeffding form of a degree-2 U-statistic: exact
+        # for KID/CMMD, a close model for FID), so Var(delta_m - delta_n) = x (r - 1) + y (r^2 - 1)
+        # with r = n/m. Two sizes give x and y (>= 0), and Var(delta_n) = x + y. With only the
+        # linear term this is the sqrt(m / (n - m)) subsampling scale; the quadratic term, large
+        # at small N, would otherwise make the interval too wide.
+        r1 = n_clusters / size
+        scale2 = (r1 - 1.0)  # linear-only fit: Var(delta_n) = v1 / (r1 - 1)
+        var_n = v1 / scale2
+        how = "linear variance term only"
+        if small >= 2 and small < size:
+            v2 = float(subsample(small).var(ddof=1))
+            r2 = n_clusters / small
+            m = np.array([[r1 - 1.0, r1 * r1 - 1.0], [r2 - 1.0, r2 * r2 - 1.0]])
+            x, y = np.linalg.solve(m, np.array([v1, v2]))
+            if y < 0:
+                x, y = v1 / (r1 - 1.0), 0.0
+            elif x < 0:
+                x, y = 0.0, v1 / (r1 * r1 - 1.0)
+            var_n = float(x + y)
+            how = f"variance extrapolated from {size} and {small} prompts (a/m + c/m^2)"
+        k = math.sqrt(var_n / v1) if v1 > 0 else 0.0
         q_lo, q_hi = np.quantile(u - bias, [alpha / 2.0, 1.0 - alpha / 2.0])
         ci_low, ci_high = delta - k * float(q_hi), delta - k * float(q_lo)
-        ci_method = (f"cluster subsampling without replacement, {size} of {n_clusters} prompts, "
-                     f"basic interval scaled by sqrt(b/(n-b)) = {k:.3g}, centred at the subsample mean")
+        ci_method = (f"cluster subsampling without replacement, {size} of {n_clusters} prompts, basic "
+                     f"interval centred at the subsample mean, scaled by {k:.3g} ({how})")
     return SetTest(
         metric=dist.name, n_pairs=int(a.size), n_clusters=n_clusters, value_arm=v_arm,
         value_baseline=v_base, delta=delta, ci_low=ci_low, ci_high=ci_high, confidence=1 - alpha,
