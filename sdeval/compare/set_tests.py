@@ -8,11 +8,13 @@ Two resampling schemes, both over whole prompt clusters and both keeping N equal
   difference is recomputed. Each permuted set has exactly the observed N, so FID's 1/N bias is the
   same on both sides under H0 and the test is exact (valid at any N), unlike a bootstrap of FID.
 * **Interval by subsampling clusters without replacement** at a fixed size b (default half the
-  clusters): the spread of ``delta_b - delta_n``, rescaled by ``sqrt(b / (n - b))`` (the
-  finite-population form of Politis & Romano's ``sqrt(b / n)``; with b = n/2 the factor is 1:
-  Wu's delete-d jackknife), estimates that of ``delta_n - delta``. No image is ever duplicated
-  (duplicates bias FID towards lower values), and the spread is centred at its own mean, so the
-  larger 1/b bias of smaller subsets moves neither end of the interval.
+  clusters): the spread of ``delta_b - delta_n`` estimates that of ``delta_n - delta`` once
+  rescaled. Politis & Romano's ``sqrt(b / n)`` (finite-population form ``sqrt(b / (n - b))``)
+  assumes a variance linear in 1/N; these metrics have a second, 1/N² term (Hoeffding's
+  decomposition of a U-statistic) that dominates at small N, so a second set of subsamples at
+  b/2 fits ``Var = a/m + c/m²`` and the spread is rescaled to the variance at n. No image is
+  ever duplicated (duplicates bias FID), and the spread is centred at its own mean, so the larger
+  bias of smaller subsets moves neither end of the interval.
 
 Each resample needs the metric of many different subsets of one pooled set of images, so the
 expensive parts are precomputed once over the pool (see :func:`pooled_fid`, :func:`pooled_kid`,

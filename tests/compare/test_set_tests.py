@@ -12,7 +12,13 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from sdeval.compare.set_tests import pooled_cmmd, pooled_fid, pooled_kid, set_permutation_test
+from sdeval.compare.set_tests import (
+    PooledSetDistance,
+    pooled_cmmd,
+    pooled_fid,
+    pooled_kid,
+    set_permutation_test,
+)
 from sdeval.metrics.distances import _poly_kernel, frechet_distance, kid, mmd_rbf
 
 
@@ -157,3 +163,35 @@ def test_permutation_p_is_uniform_under_the_null():
     ps = np.array(ps)
     assert stats.kstest(ps, "uniform").pvalue > 0.01
     assert np.mean(ps < 0.05) <= 0.15
+
+
+class _MeanOfFirstFeature(PooledSetDistance):
+    """A linear set statistic (the mean of one feature): its interval must match the textbook one."""
+
+    name = "mean"
+
+    def __init__(self, values: np.ndarray) -> None:
+        super().__init__(values.shape[0], 1)
+        self._v = values
+
+    def values(self, index_sets: np.ndarray) -> np.ndarray:
+        return self._v[self._check(index_sets)].mean(axis=1)
+
+
+def test_subsampling_interval_of_a_linear_statistic_matches_the_t_interval():
+    rng = np.random.default_rng(8)
+    n_clusters, seeds = 200, 2
+    prompt = np.repeat(rng.normal(0, 1, n_clusters), seeds)
+    arm = prompt + rng.normal(0.3, 1, n_clusters * seeds)
+    base = prompt + rng.normal(0, 1, n_clusters * seeds)
+    pool = np.concatenate([arm, base])
+    n = n_clusters * seeds
+    cl = np.repeat(np.arange(n_clusters), seeds)
+    r = set_permutation_test(_MeanOfFirstFeature(pool), np.arange(n), np.arange(n, 2 * n), cl,
+                             higher_is_better=True, n_permutations=200, n_subsamples=400, seed=1)
+    d = (arm - base).reshape(n_clusters, seeds).mean(axis=1)
+    half = stats.t.ppf(0.975, n_clusters - 1) * d.std(ddof=1) / np.sqrt(n_clusters)
+    assert r.delta == pytest.approx(d.mean(), rel=1e-12)
+    assert (r.ci_high - r.ci_low) == pytest.approx(2 * half, rel=0.2)
+    assert abs((r.ci_low + r.ci_high) / 2 - d.mean()) < 0.3 * half
+    assert "extrapolated" in r.ci_method
