@@ -4,7 +4,7 @@
     python benchmarks/compare_set_speed.py --n 300 --fid-timed 20
 
 Features are Inception-like (ReLU of correlated Gaussians), 2 seeds per prompt. For KID and CMMD
-the full ``set_permutation_test`` (1,000 permutations + 200 subsamples) is timed. FID costs one
+the full ``set_permutation_test`` (1,000 permutations + 2 x 200 subsamples) is timed. FID costs one
 symmetric eigenvalue solve of an (n x n) matrix per subset and set, so its full test would take
 minutes on 2 cores: ``--fid-timed`` permutations are timed through the same code path
 (``PooledSetDistance.values`` on the permuted index sets) and the time for ``--permutations`` is
@@ -18,6 +18,7 @@ import argparse
 import os
 import platform
 import time
+from typing import Callable
 
 import numpy as np
 from ratios import record
@@ -52,7 +53,14 @@ def main() -> None:
     print(f"python {platform.python_version()}, numpy {np.__version__}, scipy {scipy.__version__}, "
           f"cpus {os.cpu_count()}; 2 x {n} images, {args.permutations} permutations, "
           f"{args.subsamples} subsamples\n")
-    rows: list[tuple[str, str, float, float, str]] = []
+    rows: list[tuple[str, str, float, float, float, str]] = []
+
+    def clocked(fn: Callable[[], object]) -> tuple[float, float]:
+        """(wall, CPU) seconds: on a shared machine the CPU time is the figure that does not
+        depend on what else runs (single-threaded BLAS: they are equal on an idle core)."""
+        w, c = time.perf_counter(), time.process_time()
+        fn()
+        return time.perf_counter() - w, time.process_time() - c
 
     pool = np.concatenate([features(n, args.dim, 0, 0.01), features(n, args.dim, 1)])
     ref = features(args.ref, args.dim, 2, 0.02)
@@ -63,35 +71,31 @@ def main() -> None:
     fid.values(np.stack([arm_idx, base_idx]))
     t_pair = time.perf_counter() - t0
     if args.fid_full:
-        t0 = time.perf_counter()
-        r = set_permutation_test(fid, arm_idx, base_idx, clusters, n_permutations=args.permutations,
-                                 n_subsamples=args.subsamples)
-        t_test, how = time.perf_counter() - t0, "measured"
+        t_test, c_test = clocked(lambda: set_permutation_test(
+            fid, arm_idx, base_idx, clusters, n_permutations=args.permutations, n_subsamples=args.subsamples))
+        how = "measured"
     else:
         rng = np.random.default_rng(0)
         k = args.fid_timed
         flips = (rng.random((k, clusters.max() + 1)) < 0.5)[:, clusters]
         sets = np.concatenate([np.where(flips, base_idx, arm_idx), np.where(flips, arm_idx, base_idx)])
-        t0 = time.perf_counter()
-        fid.values(sets)
-        per_perm = (time.perf_counter() - t0) / k
-        half = np.stack([np.arange(n // 2)] * 2)
-        t0 = time.perf_counter()
-        fid.values(half)
-        per_sub = time.perf_counter() - t0
-        t_test = per_perm * args.permutations + per_sub * args.subsamples
-        how = f"extrapolated from {k} permutations + 1 subsample pair"
-    rows.append((f"fid ({args.dim}-d)", how, t_pre, t_test, f"one FID pair {t_pair:.2f} s"))
+        w_perm, c_perm = clocked(lambda: fid.values(sets))
+        # the interval: 2 x n_subsamples pairs of sets, at n/2 and n/4 images
+        w_half, c_half = clocked(lambda: fid.values(np.stack([np.arange(n // 2)] * 2)))
+        w_q, c_q = clocked(lambda: fid.values(np.stack([np.arange(n // 4)] * 2)))
+        t_test = w_perm / k * args.permutations + (w_half + w_q) * args.subsamples
+        c_test = c_perm / k * args.permutations + (c_half + c_q) * args.subsamples
+        how = f"extrapolated from {k} permutations + 1 subsample pair per size"
+    rows.append((f"fid ({args.dim}-d)", how, t_pre, t_test, c_test, f"one FID pair {t_pair:.2f} s"))
     record("FID permutation test / one FID pair (time)", t_test / t_pair)
 
     t0 = time.perf_counter()
     kid = pooled_kid(pool, ref)
     t_pre = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    set_permutation_test(kid, arm_idx, base_idx, clusters, n_permutations=args.permutations,
-                         n_subsamples=args.subsamples)
-    rows.append((f"kid ({args.dim}-d)", "measured", t_pre, time.perf_counter() - t0, ""))
-    record("KID permutation test (seconds)", time.perf_counter() - t0)
+    w, c = clocked(lambda: set_permutation_test(kid, arm_idx, base_idx, clusters,
+                                                n_permutations=args.permutations, n_subsamples=args.subsamples))
+    rows.append((f"kid ({args.dim}-d)", "measured", t_pre, w, c, ""))
+    record("KID permutation test (seconds)", w)
 
     clip = np.concatenate([features(n, args.clip_dim, 3, 0.01), features(n, args.clip_dim, 4)])
     clip /= np.linalg.norm(clip, axis=1, keepdims=True)
@@ -100,16 +104,16 @@ def main() -> None:
     t0 = time.perf_counter()
     cmmd = pooled_cmmd(clip, cref)
     t_pre = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    set_permutation_test(cmmd, arm_idx, base_idx, clusters, n_permutations=args.permutations,
-                         n_subsamples=args.subsamples)
-    rows.append((f"cmmd ({args.clip_dim}-d)", "measured", t_pre, time.perf_counter() - t0, ""))
+    w, c = clocked(lambda: set_permutation_test(cmmd, arm_idx, base_idx, clusters,
+                                                n_permutations=args.permutations, n_subsamples=args.subsamples))
+    rows.append((f"cmmd ({args.clip_dim}-d)", "measured", t_pre, w, c, ""))
 
-    print("| metric | how | precompute (s) | permutations + subsamples (s) | note |")
-    print("|---|---|---:|---:|---|")
-    for name, how, pre, test, note in rows:
-        print(f"| {name} | {how} | {pre:.2f} | {test:.1f} | {note} |")
-
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"load average {load:.1f}\n")
+    print("| metric | how | precompute (s) | permutations + subsamples, wall (s) | same, CPU (s) | note |")
+    print("|---|---|---:|---:|---:|---|")
+    for name, how, pre, test, cpu, note in rows:
+        print(f"| {name} | {how} | {pre:.2f} | {test:.1f} | {cpu:.1f} | {note} |")
 
 if __name__ == "__main__":
     main()
