@@ -195,3 +195,19 @@ def test_subsampling_interval_of_a_linear_statistic_matches_the_t_interval():
     assert (r.ci_high - r.ci_low) == pytest.approx(2 * half, rel=0.2)
     assert abs((r.ci_low + r.ci_high) / 2 - d.mean()) < 0.3 * half
     assert "extrapolated" in r.ci_method
+
+
+def test_sequential_stopping_matches_the_full_run_and_stops_early():
+    pool, a, b, cl = _paired_pool(20, 2, 4, seed=14)
+    ref = np.random.default_rng(2).standard_normal((40, 4))
+    dist = pooled_kid(pool, ref)
+    full = set_permutation_test(dist, a, b, cl, n_permutations=1000, seed=5, n_subsamples=2)
+    seq = set_permutation_test(dist, a, b, cl, n_permutations=1000, seed=5, n_subsamples=2,
+                               stop_after_exceedances=10)
+    assert full.p > 0.1  # an A/A pair: the sequential run stops long before 1,000
+    assert seq.n_permutations < 200 and seq.p == pytest.approx(10 / seq.n_permutations)
+    assert "Besag" in seq.permutation
+    planted = _paired_pool(20, 2, 4, seed=14, arm_shift=1.5)
+    strong = set_permutation_test(pooled_kid(planted[0], ref), *planted[1:], n_permutations=300,
+                                  seed=5, n_subsamples=2, stop_after_exceedances=10)
+    assert strong.n_permutations == 300 and strong.p == pytest.approx(1 / 301)
