@@ -9,7 +9,8 @@ symmetric eigenvalue solve of an (n x n) matrix per subset and set, so its full 
 minutes on 2 cores: ``--fid-timed`` permutations are timed through the same code path
 (``PooledSetDistance.values`` on the permuted index sets) and the time for ``--permutations`` is
 extrapolated linearly (the cost is exactly linear: every permutation is two same-sized subsets);
-``--fid-full`` runs the whole FID test instead. Prints one Markdown table.
+``--fid-full`` runs the whole FID test instead. The last row is one per-image metric's paired test
+(``paired_metric_test``, 10,000 BCa resamples) on the same pairs. Prints one Markdown table.
 """
 
 from __future__ import annotations
@@ -107,6 +108,15 @@ def main() -> None:
     w, c = clocked(lambda: set_permutation_test(cmmd, arm_idx, base_idx, clusters,
                                                 n_permutations=args.permutations, n_subsamples=args.subsamples))
     rows.append((f"cmmd ({args.clip_dim}-d)", "measured", t_pre, w, c, ""))
+
+    from sdeval.compare.statistics import paired_metric_test
+
+    rng = np.random.default_rng(7)
+    v_base = rng.beta(2.0, 5.0, n)
+    v_arm = v_base + rng.normal(0.0, 0.05, n)
+    w, c = clocked(lambda: paired_metric_test(v_arm, v_base, clusters, higher_is_better=True, resamples=10_000))
+    rows.append((f"per-image metric ({clusters.max() + 1} prompts)", "paired_metric_test, 10,000 BCa resamples",
+                 0.0, w, c, "one metric"))
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"load average {load:.1f}\n")
