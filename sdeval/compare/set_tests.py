@@ -115,7 +115,6 @@ class _PooledFrechet(PooledSetDistance):
 
     def __init__(self, pool: np.ndarray, ref_mu: np.ndarray, ref_sigma: np.ndarray, name: str) -> None:
         super().__init__(pool.shape[0], pool.shape[1])
-        _check_pool_size(self.n_pool)
         self.name = name
         self.small_n_dim = self.dim
         self._feats = pool
@@ -128,7 +127,7 @@ class _PooledFrechet(PooledSetDistance):
         sigma = (sigma + sigma.T) * 0.5
         factor = _psd_factor(sigma)
         self._y = pool @ factor  # (N, r): S_r = L Lᵀ, so F S_r Fᵀ = Y Yᵀ
-        self._gram = self._y @ self._y.T
+        self._gram: np.ndarray | None = None  # (N, N), built on first use by a subset of n <= r
         self._sq = np.einsum("ij,ij->i", pool, pool)
         self._dot_ref = pool @ mu
         self._ref_const = float(mu @ mu) + float(np.trace(sigma))
@@ -143,6 +142,9 @@ class _PooledFrechet(PooledSetDistance):
         """
         n = rows.shape[0]
         if n <= self._y.shape[1]:
+            if self._gram is None:
+                _check_pool_size(self.n_pool)
+                self._gram = self._y @ self._y.T
             g = self._gram[np.ix_(rows, rows)]
             row_mean = g.mean(axis=1)
             g -= row_mean[:, None]
