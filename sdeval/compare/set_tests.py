@@ -47,6 +47,8 @@ __all__ = [
 _POOL_MAX_ELEMENTS = 128 * 1024 * 1024
 #: rows of the (P x N) subset-indicator matrix processed at once
 _CHUNK_ELEMENTS = 8 * 1024 * 1024
+#: rows per block when a kernel is computed block by block
+_BLOCK = 2048
 
 
 def _features(name: str, feats: np.ndarray) -> np.ndarray:
@@ -101,6 +103,11 @@ class PooledSetDistance:
 
     def values(self, index_sets: np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+    def cluster_form(self, arm_idx: np.ndarray, base_idx: np.ndarray, inv: np.ndarray, n_clusters: int):
+        """Optional fast path of the permutation test: ``evaluate(sel, flip) -> (arm, baseline)``
+        values for (P, clusters) selections and swaps, or None (then ``values`` is used)."""
+        return None
 
 
 class _PooledFrechet(PooledSetDistance):
@@ -182,16 +189,16 @@ class _PooledFrechet(PooledSetDistance):
 class _PooledMMD(PooledSetDistance):
     """Squared MMD of pool subsets against fixed reference features, from precomputed kernels.
 
-    Precomputed once: the (N x N) pool kernel, each pool row's kernel sum over the reference, and
-    the reference's own kernel sum. A batch of subsets (indicator rows z) then costs
-    ``(z K) · z`` and two dot products: zᵀKz - z·diag(K) over n(n-1) (unbiased; zᵀKz over n²
-    when biased), the reference term, and -2 z·r / (n m).
+    Precomputed once: each pool row's kernel sum over the reference, the reference's own kernel
+    sum and the pool kernel's diagonal; the (N x N) pool kernel on first use by ``values``. A
+    batch of subsets (indicator rows z) then costs ``(z K) · z`` and two dot products:
+    zᵀKz - z·diag(K) over n(n-1) (unbiased; zᵀKz over n² when biased), the reference term, and
+    -2 z·r / (n m). The permutation test uses :meth:`cluster_form` instead, which never holds K.
     """
 
     def __init__(self, pool: np.ndarray, ref: np.ndarray, kernel, *, name: str, scale: float,
                  unbiased: bool) -> None:
         super().__init__(pool.shape[0], pool.shape[1])
-        _check_pool_size(self.n_pool)
         if ref.shape[1] != self.dim:
             raise ValueError(f"feature dimensions differ: pool {self.dim} vs reference {ref.shape[1]}")
         m = ref.shape[0]
@@ -199,12 +206,14 @@ class _PooledMMD(PooledSetDistance):
         if m < need:
             raise ValueError(f"MMD needs at least {need} reference embeddings, got {m}")
         self.name, self.scale, self.unbiased, self.n_ref = name, float(scale), bool(unbiased), int(m)
-        self._k = kernel(pool, pool)
-        self._diag = np.diag(self._k).copy()
+        self._pool, self._kernel = pool, kernel
+        self._k: np.ndarray | None = None
+        self._diag = np.concatenate([np.diag(kernel(pool[j:j + _BLOCK], pool[j:j + _BLOCK]))
+                                     for j in range(0, self.n_pool, _BLOCK)])
         cross = np.zeros(self.n_pool, dtype=np.float64)
         ref_sum = ref_diag = 0.0
-        for r0 in range(0, m, 2048):  # blockwise: (N x m) is never held whole
-            block = ref[r0:r0 + 2048]
+        for r0 in range(0, m, _BLOCK):  # blockwise: (N x m) is never held whole
+            block = ref[r0:r0 + _BLOCK]
             cross += kernel(pool, block).sum(axis=1)
             k_rr = kernel(block, ref)
             ref_sum += float(k_rr.sum())
@@ -215,22 +224,70 @@ class _PooledMMD(PooledSetDistance):
         else:
             self._ref_term = ref_sum / (m * m)
 
+    def _kmat(self) -> np.ndarray:
+        if self._k is None:
+            _check_pool_size(self.n_pool)
+            self._k = self._kernel(self._pool, self._pool)
+        return self._k
+
+    def _mmd(self, within: np.ndarray, diag: np.ndarray, cross: np.ndarray, n: np.ndarray) -> np.ndarray:
+        """The estimator from a subset's kernel sums (within includes the diagonal) and size."""
+        if self.unbiased:
+            within = (within - diag) / (n * (n - 1))
+        else:
+            within = within / (n * n)
+        return self.scale * (within + self._ref_term - 2.0 * cross / (n * self.n_ref))
+
     def values(self, index_sets: np.ndarray) -> np.ndarray:
         idx = self._check(index_sets)
-        n, m = idx.shape[1], self.n_ref
+        n = idx.shape[1]
         if n < (2 if self.unbiased else 1):
             raise ValueError("MMD needs at least 2 images per subset")
+        k = self._kmat()
         out = np.empty(idx.shape[0], dtype=np.float64)
         for start in range(0, idx.shape[0], self._chunk()):
             z = self._indicator(idx[start:start + self._chunk()])
-            within = np.einsum("ij,ij->i", z @ self._k, z)
-            if self.unbiased:
-                within = (within - z @ self._diag) / (n * (n - 1))
-            else:
-                within = within / (n * n)
-            out[start:start + z.shape[0]] = self.scale * (
-                within + self._ref_term - 2.0 * (z @ self._cross) / (n * m))
+            out[start:start + z.shape[0]] = self._mmd(np.einsum("ij,ij->i", z @ k, z), z @ self._diag,
+                                                      z @ self._cross, np.full(z.shape[0], float(n)))
         return out
+
+    def cluster_form(self, arm_idx: np.ndarray, base_idx: np.ndarray, inv: np.ndarray, n_clusters: int):
+        """The metric of both arms for any choice of clusters and swaps, from (2C x 2C) sums.
+
+        With E the (N x 2C) map of pooled rows to (arm, cluster) and (baseline, cluster) blocks,
+        M = Eᵀ K E holds every block's kernel sum, computed in row blocks of K (never held whole).
+        A set made of weights u over the 2C blocks has within-sum uᵀ M u, diagonal, reference and
+        size terms linear in u; so P patterns cost one (P x 2C) @ (2C x 2C) product. Returns
+        ``evaluate(sel, flip) -> (arm values, baseline values)`` for (P, C) cluster selections
+        (0/1) and swaps, or None when M would be too large.
+        """
+        c = int(n_clusters)
+        if 4 * c * c > _POOL_MAX_ELEMENTS:
+            return None
+        e = np.zeros((self.n_pool, 2 * c), dtype=np.float64)
+        np.add.at(e, (arm_idx, inv), 1.0)
+        np.add.at(e, (base_idx, c + inv), 1.0)
+        if self._k is not None:
+            ke = self._k @ e
+        else:
+            ke = np.empty_like(e)
+            for j in range(0, self.n_pool, _BLOCK):
+                ke[j:j + _BLOCK] = self._kernel(self._pool[j:j + _BLOCK], self._pool) @ e
+        m = e.T @ ke
+        m = (m + m.T) * 0.5
+        diag = e.T @ self._diag
+        cross = e.T @ self._cross
+        size = e.sum(axis=0)
+
+        def evaluate(sel: np.ndarray, flip: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            f = flip.astype(np.float64)
+            g, h = sel * (1.0 - f), sel * f  # arm: A images of kept, B images of swapped clusters
+            out = []
+            for u in (np.concatenate([g, h], axis=1), np.concatenate([h, g], axis=1)):
+                out.append(self._mmd(np.einsum("ij,ij->i", u @ m, u), u @ diag, u @ cross, u @ size))
+            return out[0], out[1]
+
+        return evaluate
 
 
 def pooled_fid(pool_feats: np.ndarray, ref_mu: np.ndarray, ref_sigma: np.ndarray, *,
@@ -369,12 +426,27 @@ def set_permutation_test(dist: PooledSetDistance, arm_idx: np.ndarray, base_idx:
     if n_clusters < MIN_PROMPTS:
         notes.append(f"only {n_clusters} prompts (fewer than {MIN_PROMPTS}): only large effects can be found")
 
-    v_arm, v_base = (float(v) for v in dist.values(np.stack([a, b])))
+    form = dist.cluster_form(a, b, inv, n_clusters)
+    if form is not None:
+        va, vb = form(np.ones((1, n_clusters)), np.zeros((1, n_clusters), dtype=bool))
+        v_arm, v_base = float(va[0]), float(vb[0])
+    else:
+        v_arm, v_base = (float(v) for v in dist.values(np.stack([a, b])))
     delta = sign * (v_arm - v_base)
     tol = 1e-9 * max(abs(v_arm), abs(v_base), 1e-300)
 
+    def by_clusters(sel: np.ndarray, flip: np.ndarray) -> np.ndarray:
+        out = np.empty(sel.shape[0], dtype=np.float64)
+        step = max(1, _CHUNK_ELEMENTS // (4 * n_clusters))
+        for s in range(0, sel.shape[0], step):
+            va, vb = form(sel[s:s + step], flip[s:s + step])
+            out[s:s + va.shape[0]] = sign * (va - vb)
+        return out
+
     def deltas(flip: np.ndarray) -> np.ndarray:
         """Oriented differences for (P, clusters) swap patterns, in batches of the pool's size."""
+        if form is not None:
+            return by_clusters(np.ones(flip.shape, dtype=np.float64), flip)
         out = np.empty(flip.shape[0], dtype=np.float64)
         step = max(1, _CHUNK_ELEMENTS // max(dist.n_pool, 1) // 2)
         for s in range(0, flip.shape[0], step):
@@ -432,6 +504,8 @@ def set_permutation_test(dist: PooledSetDistance, arm_idx: np.ndarray, base_idx:
             chosen = np.argsort(rng.random((n_subsamples, n_clusters)), axis=1)[:, :m]
             cmask = np.zeros((n_subsamples, n_clusters), dtype=bool)
             np.put_along_axis(cmask, chosen, True, axis=1)
+            if form is not None:
+                return by_clusters(cmask.astype(np.float64), np.zeros(cmask.shape, dtype=bool)) - delta
             sub = np.empty(n_subsamples, dtype=np.float64)
             for rows, pos in _positions_by_row(cmask[:, inv]):
                 vals = dist.values(np.concatenate([a[pos], b[pos]]))

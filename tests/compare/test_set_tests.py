@@ -211,3 +211,46 @@ def test_sequential_stopping_matches_the_full_run_and_stops_early():
     strong = set_permutation_test(pooled_kid(planted[0], ref), *planted[1:], n_permutations=300,
                                   seed=5, n_subsamples=2, stop_after_exceedances=10)
     assert strong.n_permutations == 300 and strong.p == pytest.approx(1 / 301)
+
+
+class _ValuesOnly(PooledSetDistance):
+    """The same distance without its cluster fast path: the generic route through ``values``."""
+
+    def __init__(self, inner: PooledSetDistance) -> None:
+        super().__init__(inner.n_pool, inner.dim)
+        self.name, self._inner = inner.name, inner
+
+    def values(self, index_sets: np.ndarray) -> np.ndarray:
+        return self._inner.values(index_sets)
+
+
+@pytest.mark.parametrize("kind", ["kid", "cmmd", "cmmd_biased"])
+def test_cluster_fast_path_equals_the_generic_path(kind):
+    pool, a, b, cl = _paired_pool(15, 3, 5, seed=21, arm_shift=0.3)
+    keep = np.ones(45, bool)
+    keep[[4, 5]] = False  # unequal cluster sizes
+    a, b, cl = a[keep], b[keep], cl[keep]
+    ref = np.random.default_rng(3).standard_normal((30, 5))
+    make = {"kid": lambda: pooled_kid(pool, ref),
+            "cmmd": lambda: pooled_cmmd(pool, ref, sigma=2.0),
+            "cmmd_biased": lambda: pooled_cmmd(pool, ref, sigma=2.0, unbiased=False)}[kind]
+    fast, slow = make(), _ValuesOnly(make())
+    _, inv = np.unique(cl, return_inverse=True)
+    evaluate = fast.cluster_form(a, b, inv, 15)
+    rng = np.random.default_rng(0)
+    sel = (rng.random((6, 15)) < 0.7).astype(float)
+    flip = rng.random((6, 15)) < 0.5
+    va, vb = evaluate(sel, flip)
+    for k in range(6):
+        pairs = np.flatnonzero(sel[k][inv] > 0)
+        fl = flip[k][inv][pairs]
+        arm_rows = np.where(fl, b[pairs], a[pairs])
+        base_rows = np.where(fl, a[pairs], b[pairs])
+        want = slow.values(np.stack([arm_rows, base_rows]))
+        np.testing.assert_allclose([va[k], vb[k]], want, rtol=1e-9)
+    kw = dict(n_permutations=300, seed=4, n_subsamples=60)
+    r_fast = set_permutation_test(fast, a, b, cl, **kw)
+    r_slow = set_permutation_test(slow, a, b, cl, **kw)
+    assert r_fast.p == r_slow.p
+    for field in ("value_arm", "value_baseline", "delta", "ci_low", "ci_high", "subsample_bias"):
+        assert getattr(r_fast, field) == pytest.approx(getattr(r_slow, field), rel=1e-8, abs=1e-12)
