@@ -22,7 +22,7 @@ Power: a planted effect (added to every arm value) equal to the minimum detectab
 80 % power of the paired t on prompt means (``mde_paired``, exact noncentral t) for the true SD
 of the prompt differences (from 200,000 simulated prompts), and half of it (analytic power from
 the same noncentral t). The set test: the label-swap permutation test and the subsampling
-interval for FID and KID on small synthetic features (``--set-sims`` simulations,
+interval for FID, KID and CMMD on small synthetic features (``--set-sims`` simulations,
 ``--set-permutations`` permutations each), A/A (false-positive rate, uniformity of p, how often
 the interval excludes 0) and with a planted difference (power). Prints Markdown tables.
 """
@@ -93,13 +93,13 @@ def true_cluster_sd(prompts_big: int, seeds: int, interaction: float) -> float:
 
 def set_rows(sims: int, permutations: int, alpha: float,
              spread: float = 0.0) -> dict[str, dict[str, float]]:
-    """FID and KID permutation tests on small synthetic features; ``spread`` > 0 widens the arm's
+    """FID, KID and CMMD permutation tests on small synthetic features; ``spread`` > 0 widens the arm's
     per-image noise by that fraction (a planted difference: the arm is further from the reference)."""
-    from sdeval.compare.set_tests import pooled_fid, pooled_kid, set_permutation_test
+    from sdeval.compare.set_tests import pooled_cmmd, pooled_fid, pooled_kid, set_permutation_test
 
     dim, prompts, seeds = 8, 30, 2
     out: dict[str, dict[str, float]] = {}
-    res: dict[str, list[tuple[float, bool, bool]]] = {"fid": [], "kid": []}
+    res: dict[str, list[tuple[float, bool, bool]]] = {"fid": [], "kid": [], "cmmd": []}
     for s in range(sims):
         rng = np.random.default_rng(10_000 + s)
         ref = rng.standard_normal((200, dim))
@@ -108,8 +108,10 @@ def set_rows(sims: int, permutations: int, alpha: float,
                                prompt + rng.standard_normal(prompt.shape)])
         n = prompts * seeds
         cl = np.repeat(np.arange(prompts), seeds)
+        unit = pool / np.linalg.norm(pool, axis=1, keepdims=True)  # CMMD's input: L2-normalised
+        unit_ref = ref / np.linalg.norm(ref, axis=1, keepdims=True)
         for name, dist in (("fid", pooled_fid(pool, ref.mean(axis=0), np.cov(ref, rowvar=False))),
-                           ("kid", pooled_kid(pool, ref))):
+                           ("kid", pooled_kid(pool, ref)), ("cmmd", pooled_cmmd(unit, unit_ref, sigma=1.0))):
             r = set_permutation_test(dist, np.arange(n), np.arange(n, 2 * n), cl, n_permutations=permutations,
                                      seed=s, alpha=alpha, n_subsamples=200)
             res[name].append((r.p, r.ci_low <= 0.0 <= r.ci_high, r.p < alpha and r.ci_high < 0))
@@ -191,7 +193,8 @@ def main() -> None:
     if args.set_sims > 0:
         print(f"\n**(c) set metrics**: {args.set_sims} simulations per row, {args.set_permutations} "
               f"permutations and 2 x 200 subsamples each; 8-d features, 30 prompts x 2 seeds, 200 "
-              f"reference images; planted: the arm's per-image noise 25 % wider\n")
+              f"reference images (CMMD on the L2-normalised features, sigma 1); planted: the arm's per-image "
+              f"noise 25 % wider\n")
         print("| metric | data | permutation p < alpha | KS test of p ~ U(0,1), p | interval excludes 0 "
               "| decision regressed |")
         print("|---|---|---:|---:|---:|---:|")
