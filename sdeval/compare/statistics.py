@@ -327,7 +327,8 @@ def paired_metric_test(arm: np.ndarray, baseline: np.ndarray, clusters: np.ndarr
     if n == 0:
         return PairedTest(n_pairs, 0, n_dropped, nan, nan, nan, nan, nan, nan, 1 - alpha, "none",
                           resamples, seed, nan, "wilcoxon", nan, "wilcox", False, "none", nan, nan,
-                          0, 0, 0, nan, nan, nan, "ties count half", nan, "none", higher_is_better,
+                          0, 0, 0, nan, nan, nan, "a tied prompt counts half a win", nan, "none",
+                          bool(higher_is_better),
                           alpha, margin, None, scipy.__version__, tuple(notes))
     dr = _round_for_ranks(d)
     delta = float(d.mean())
@@ -357,7 +358,6 @@ def paired_metric_test(arm: np.ndarray, baseline: np.ndarray, clusters: np.ndarr
         if mde > margin:
             notes.append(f"the margin {margin:g} is below the minimum detectable difference {mde:.4g} "
                          f"at 80 % power: non-inferiority is unlikely to be shown with {n} prompts")
-    sign = 1.0 if higher_is_better else -1.0
     return PairedTest(
         n_pairs=n_pairs, n_clusters=n, n_dropped=n_dropped,
         mean_arm=float(a_mean.mean()), mean_baseline=float(b_mean.mean()), delta=delta,
@@ -470,8 +470,9 @@ def decide(delta: float, ci_low: float, ci_high: float, p_adjusted: float, *, al
     no_change      none      otherwise (not significant, or p and interval disagree)
     ============== ========= ================================================================
 
-    ``delta`` is not used by the rules (the interval and p decide); it is checked to be finite
-    or NaN only for symmetry of the call with the result rows.
+    ``delta`` is taken for symmetry with the result rows; the rules use only the interval and
+    the adjusted p (the interval contains delta, so requiring both keeps the decision consistent
+    with what the report shows).
     """
     del delta
     if margin is not None and not (margin >= 0 and math.isfinite(margin)):
