@@ -124,28 +124,18 @@ def _set_row(metric: Any, arm: "ArmData", base: "ArmData", pairing: "ArmPairing"
     o = metric.options
     if metric.name in ("fid", "clip_fid"):
         st = ref.finalize_stats()
-        dist = set_tests.pooled_fid(pool, st.mu, st.sigma)
+        dist = set_tests.pooled_fid(pool, st.mu, st.sigma, name=metric.name)
     elif metric.name == "kid":
-        dist = set_tests.pooled_kid(pool, ref.bank(), **_kw(set_tests.pooled_kid, {
-            "num_subsets": int(o.get("kid_subsets") or 100), "subset_size": int(o.get("kid_subset_size") or 1000),
-            "seed": int(o.get("kid_seed") or 0)}))
+        dist = set_tests.pooled_kid(pool, ref.bank(), name=metric.name)
     else:
-        dist = set_tests.pooled_cmmd(pool, ref.bank(), **_kw(set_tests.pooled_cmmd, {
-            "sigma": float(o.get("cmmd_sigma") or 10.0), "scale": 1000.0}))
+        dist = set_tests.pooled_cmmd(pool, ref.bank(), sigma=float(o.get("cmmd_sigma") or 10.0), scale=1000.0,
+                                     unbiased=not bool(o.get("cmmd_biased")), name=metric.name)
     t = set_tests.set_permutation_test(dist, arm_idx, base_idx, clusters[keep],
                                        higher_is_better=bool(metric.higher_is_better),
                                        n_permutations=settings.permutations, seed=settings.seed,
                                        alpha=settings.alpha)
     d = t.as_dict()
-    return {**head, **{k: v for k, v in d.items() if k not in ("n_pairs", "n_clusters")}}
-
-
-def _kw(fn: Any, wanted: Mapping[str, Any]) -> dict[str, Any]:
-    """The keyword arguments ``fn`` accepts (the set tests' options, by name)."""
-    import inspect
-
-    params = inspect.signature(fn).parameters
-    return {k: v for k, v in wanted.items() if k in params}
+    return {**head, "mean_arm": d["value_arm"], "mean_baseline": d["value_baseline"], **d}
 
 
 def _p(r: Mapping[str, Any]) -> float:
