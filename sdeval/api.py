@@ -1,4 +1,5 @@
-"""The library API the CLI is a face for: ``evaluate`` returns a table, ``gate`` returns verdicts."""
+"""The library API the CLI is a face for: ``evaluate`` returns a table, ``gate`` returns verdicts,
+``compare`` returns tests and decisions per (arm, metric)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
+from sdeval.core.errors import EXIT_INTERNAL, SdevalError
 from sdeval.gates.engine import BatchVerdict, judge_batch, judge_image
 from sdeval.gates.policy import Policy
 from sdeval.gates.result import GateResult, write_result_folder
@@ -21,6 +23,9 @@ from sdeval.results.summary import verdict_summary
 
 if TYPE_CHECKING:  # pandas is imported lazily: `sdeval --help` stays fast
     import pandas as pd
+
+    from sdeval.compare.result import CompareResult
+    from sdeval.compare.run import CompareSettings
 
 def load_policy(policy: Policy | str | None = None, overrides: dict[str, Any] | None = None) -> Policy:
     """A Policy from a preset name, a TOML file, or the project's config; ``overrides`` win."""
@@ -56,28 +61,77 @@ def evaluate(paths: Sequence[str] | str, metrics: Sequence[str], *, options: Run
 
 def gate(paths: Sequence[str] | str, policy: Policy | str | None = None, *, options: RunOptions | None = None,
          out_dir: str | Path | None = None, progress: ProgressFn | None = None,
-         command: str = "gate") -> GateResult:
-    """Evaluate ``paths`` under ``policy``; write the result folder when ``out_dir`` is given."""
+         command: str = "gate", distributed: bool | str = "auto") -> GateResult:
+    """Evaluate ``paths`` under ``policy``; write the result folder when ``out_dir`` is given.
+
+    Under torchrun each rank evaluates a contiguous shard of the inputs; rank 0 gathers the rows
+    (in input order, duplicates marked across shards), judges them and writes ``out_dir``; every
+    rank gets the batch verdict and the summary (the rows only on rank 0).
+    """
+    from sdeval.pipeline import sharding
+    from sdeval.pipeline.sharding import Shard, gather_shards
+
     started_at = datetime.now(timezone.utc)
     t0 = time.perf_counter()
     if out_dir is not None:
         check_result_folder(Path(out_dir))
     policy = policy if isinstance(policy, Policy) else load_policy(policy)
     options = options or RunOptions()
-    options = replace(options, metric_options={**policy.options, **options.metric_options})
+    mo = {**policy.options, **options.metric_options}
+    device = sharding.rank_device(mo.get("device"), distributed)
+    if device:
+        mo["device"] = device
+    options = replace(options, metric_options=mo)
     found = discover([paths] if isinstance(paths, str) else list(paths))
     metrics = build_metrics(policy.metrics, options.metric_options)
     extractors = extractors_of(metrics)
-    stats = RunStats()
-    rows: list[dict[str, Any]] = []
-    for row in iter_rows(found.items, metrics, options, progress, stats):
+    ctx = sharding.init(distributed)
+    try:
+        stats = RunStats()
+        shard = list(iter_rows(ctx.shard(found.items), metrics, options, progress if ctx.is_main else None, stats))
+        merged = gather_shards(ctx, {"gate": Shard(shard, {}, stats)})
+        result = None
+        if merged is not None:
+            try:
+                result = _judged(merged["gate"], policy, metrics, extractors, options, found, command, started_at,
+                                 t0, ctx.world_size, out_dir)
+            except Exception as exc:
+                if ctx.world_size > 1:  # the other ranks wait for rank 0's result: give them the error
+                    code = exc.exit_code if isinstance(exc, SdevalError) else EXIT_INTERNAL
+                    ctx.broadcast({"failure": {"message": f"{type(exc).__name__}: {exc}", "exit_code": code}})
+                raise
+        shared = ctx.broadcast(None if result is None or ctx.world_size == 1 else
+                               {"batch": result.batch, "summary": result.summary, "columns": result.columns})
+        if shared is not None and "failure" in shared:
+            from sdeval.evaluate.set_eval import remote_error
+
+            raise remote_error(shared["failure"])
+        if result is None:
+            result = GateResult(rows=[], batch=shared["batch"], policy=policy, summary=shared["summary"],
+                                columns=shared["columns"])
+        return result
+    except BaseException:
+        ctx.close(clean=False)  # no barrier: the other ranks may be waiting in another collective
+        raise
+    finally:
+        ctx.close()
+
+
+def _judged(shard: Any, policy: Policy, metrics: Sequence[Any], extractors: Sequence[Any], options: RunOptions,
+            found: Discovery, command: str, started_at: datetime, t0: float, world_size: int,
+            out_dir: str | Path | None) -> GateResult:
+    """Rank 0: verdicts for the gathered rows, the batch verdict, the summary, the result folder."""
+    rows, stats = shard.rows, shard.stats
+    for row in rows:
         v = judge_image(row, policy)
         row.update(verdict=v.verdict, reasons=list(v.reasons), notes=list(v.notes))
-        rows.append(row)
     batch = judge_batch((r["verdict"] for r in rows), policy)
     columns = gate_columns([m.name for m in metrics])
-    summary = _summary(command, rows, batch, policy, found, stats, protocol_of(metrics, extractors, options),
-                       started_at, time.perf_counter() - t0, [m.name for m in metrics])
+    protocol = protocol_of(metrics, extractors, options)
+    if world_size > 1:
+        protocol["distributed"] = {"world_size": world_size}
+    summary = _summary(command, rows, batch, policy, found, stats, protocol, started_at, time.perf_counter() - t0,
+                       [m.name for m in metrics])
     result = GateResult(rows=rows, batch=batch, policy=policy, summary=summary, columns=columns)
     if out_dir is not None:
         result = write_result_folder(result, Path(out_dir))
@@ -109,3 +163,31 @@ def _summary(command: str, rows: list[dict[str, Any]], batch: BatchVerdict, poli
         "timing": {"seconds": round(seconds, 3), "pipeline_seconds": round(stats.seconds, 3),
                    "images_per_second": round(len(rows) / seconds, 2) if seconds > 0 else None},
     }
+
+
+def __getattr__(name: str) -> Any:
+    if name == "CompareSettings":
+        from sdeval.compare.run import CompareSettings
+
+        return CompareSettings
+    raise AttributeError(name)
+
+
+def compare(inputs: Sequence[str] | str = (), metrics: Sequence[str] | str | None = None, *,
+            arms: Sequence[str] = (), arms_by: str | None = None, baseline: str | None = None,
+            ref: str | None = None, ref_stats: str | None = None, policy: Policy | str | None = None,
+            settings: "CompareSettings | None" = None, options: RunOptions | None = None,
+            out_dir: str | Path | None = None, progress: ProgressFn | None = None,
+            reference_progress: ProgressFn | None = None, distributed: bool | str = "auto") -> "CompareResult":
+    """Compare arms against a baseline with paired tests per metric (see :func:`sdeval.compare.run.compare`).
+
+    ``inputs``: folders, globs or manifests, one arm each (named after them); ``arms``: ``NAME=PATH``;
+    ``arms_by``: split one input by a metadata field. Returns a :class:`CompareResult` whose
+    ``metrics`` table holds one row per (arm, metric): delta with its interval, raw and Holm p,
+    decision; ``regression`` is the verdict.
+    """
+    from sdeval.compare.run import compare as run_compare
+
+    return run_compare(inputs, metrics, arms=arms, arms_by=arms_by, baseline=baseline, ref=ref, ref_stats=ref_stats,
+                       policy=policy, settings=settings, options=options, out_dir=out_dir, progress=progress,
+                       reference_progress=reference_progress, distributed=distributed)
