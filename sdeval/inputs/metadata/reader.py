@@ -119,12 +119,14 @@ def _infotext(text: str, scheme: str | None, fooocus: bool, max_json_bytes: int
     return parse_a1111(text, source="fooocus" if fooocus else "a1111")
 
 
-def _candidates(text: dict[str, str], exif: dict[str, str], max_json_bytes: int
+def _candidates(text: dict[str, str], exif: dict[str, str], max_json_bytes: int,
+                image_size: tuple[int, int] | None = None
                 ) -> Iterator[Callable[[], GenerationMetadata]]:
     """Readers to try, most specific first; each is called only if the ones before gave nothing."""
     prompt_chunk = text.get("prompt")
     if prompt_chunk is not None and prompt_chunk.lstrip()[:1] in ("{", "["):
-        yield lambda: parse_comfyui(prompt_chunk, max_json_bytes=max_json_bytes)
+        yield lambda: parse_comfyui(prompt_chunk, max_json_bytes=max_json_bytes,
+                                    image_size=image_size)
     if "invokeai_metadata" in text:
         yield lambda: _json_reader(text["invokeai_metadata"], "invokeai 'invokeai_metadata'",
                                    parse_invokeai_metadata, max_json_bytes)
@@ -149,7 +151,7 @@ def _candidates(text: dict[str, str], exif: dict[str, str], max_json_bytes: int
     model_tag = exif.get("exif:Model", "")
     if model_tag.startswith(COMFY_EXIF_PREFIX):  # ComfyUI's animated WebP savers
         yield lambda: parse_comfyui(model_tag[len(COMFY_EXIF_PREFIX):],
-                                    max_json_bytes=max_json_bytes)
+                                    max_json_bytes=max_json_bytes, image_size=image_size)
     comment = text.get("comment")
     if comment is not None and is_params_line(comment.strip().split("\n")[-1]):
         yield lambda: parse_a1111(comment)
@@ -230,7 +232,8 @@ def read_metadata(image: Image.Image, path: str | None = None, *, max_json_bytes
 
     chosen: GenerationMetadata | None = None
     recognised: GenerationMetadata | None = None
-    for reader in _candidates(text, exif, max_json_bytes):
+    size = image.size if all(isinstance(v, int) and v > 0 for v in image.size) else None
+    for reader in _candidates(text, exif, max_json_bytes, size):
         try:
             meta = reader()
         except Exception as exc:  # a reader bug must not cost the row: report and go on

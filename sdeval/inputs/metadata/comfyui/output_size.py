@@ -169,7 +169,7 @@ def _image_move(g: GraphValues, nid: str) -> _Move | None:
     return _Move()
 
 
-def _saved_size(g: GraphValues, saver: str, samplers: set[str]) -> tuple[int, int] | None:
+def saved_size(g: GraphValues, saver: str, samplers: set[str]) -> tuple[int, int] | None:
     """Walk back from one saving node to a node of known size, then replay the steps."""
     key = "images" if link(g.inputs(saver).get("images")) else "image"
     steps: list[tuple[Any, ...]] = []
@@ -269,7 +269,7 @@ def output_size(g: GraphValues, primary: str | None, samplers: set[str]) -> tupl
     writers = [nid for nid in savers if "Preview" not in g.cls(nid)] or savers
     sizes: dict[str, tuple[int, int]] = {}
     for nid in sorted(writers, key=node_sort_key):
-        size = _saved_size(g, nid, samplers)
+        size = saved_size(g, nid, samplers)
         if size is None:
             return None
         sizes[nid] = size
@@ -278,3 +278,31 @@ def output_size(g: GraphValues, primary: str | None, samplers: set[str]) -> tupl
         g.warn(f"comfyui: output size unknown: image-saving nodes disagree: {listed}")
         return None
     return next(iter(sizes.values()))
+
+
+#: image -> image nodes that set the size in pixel space.
+PIXEL_RESIZERS = frozenset({"ImageScale", "ImageScaleBy", "ImageScaleToTotalPixels",
+                            "ImageUpscaleWithModel", "ImageCrop"})
+
+
+def resized_after_decode(g: GraphValues, savers: list[str] | tuple[str, ...]) -> bool:
+    """Whether each saver's image is resized in pixel space after its last VAE decode (the
+    latent grid, a multiple of 8, then says nothing about the saved size)."""
+    if not savers:
+        return False
+    for saver in savers:
+        key = "images" if link(g.inputs(saver).get("images")) else "image"
+        nid, seen, resized = g.linked_node(saver, key), set(), False
+        while nid is not None and nid not in seen and len(seen) < MAX_DEPTH:
+            seen.add(nid)
+            ct = g.cls(nid)
+            if ct in VAE_DECODERS:
+                break
+            if ct in PIXEL_RESIZERS or ct.startswith(("ImageScale", "ImageResize")):
+                resized = True
+                break
+            nid = next((src for k in ("image", "images", "pixels", "image1", "destination")
+                        if (src := g.linked_node(nid, k))), None)
+        if not resized:
+            return False
+    return True
