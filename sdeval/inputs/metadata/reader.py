@@ -33,7 +33,7 @@ TAG_SOFTWARE = 0x0131
 COMFY_EXIF_PREFIX = "prompt:"
 
 _FIELDS = ("prompt", "negative_prompt", "seed", "width", "height", "steps", "cfg", "sampler",
-           "scheduler", "model", "model_hash")
+           "scheduler", "model", "model_hash", "vae")
 
 
 def _has_values(meta: GenerationMetadata) -> bool:
@@ -206,6 +206,10 @@ def _sanitised(meta: Any, warnings: list[str]) -> Any:
                             "surrogates); replaced with U+FFFD")
         elif f.name == "samplers" and value:
             cleaned = tuple(_sanitised(s, warnings) for s in value)
+            if cleaned != value:
+                changes[f.name] = cleaned
+        elif f.name == "loras" and value:
+            cleaned = tuple(_sanitised(item, warnings) for item in value)
             if cleaned != value:
                 changes[f.name] = cleaned
         elif f.name == "raw" and value:
