@@ -42,8 +42,9 @@ def walk_graph(graph: dict, image_size: tuple[int, int] | None = None) -> Genera
     choice = choose(g, found, sampler_ids, image_size)
     primary = samplers[0] if samplers else None
     if choice is not None and choice.primary is not None:
-        primary = choice.primary
-        samplers = [primary] + [s for s in samplers if s.node_id != primary.node_id]
+        primary = choice.primary  # fields the candidate samplers disagree on are None
+        samplers = ([s for s in samplers if s.node_id == primary.node_id]
+                    + [s for s in samplers if s.node_id != primary.node_id])
         savers = list(choice.savers)
         output = choice.output
     else:
