@@ -156,6 +156,22 @@ class Conditioning:
             pieces.extend(part)
         return pieces
 
+    def bundle_texts(self, nid: str, name: str) -> tuple[list[Piece] | None, list[Piece] | None]:
+        """Positive and negative texts carried in a bundle: Efficiency's SDXL tuple (from
+        ``Eff. Loader SDXL``'s widgets or ``Pack SDXL Tuple``) or Impact's basic pipe."""
+        src = self.g.linked_node(nid, name)
+        ct = self.g.cls(src) if src is not None else "?"
+        if src is not None and ct == "Eff. Loader SDXL":
+            pos, neg = (self.texts_of.of_input(src, k) for k in ("positive", "negative"))
+            return self._pieces(pos, (src, "positive")), self._pieces(neg, (src, "negative"))
+        if src is not None and ct == "Pack SDXL Tuple":
+            return self.texts(src, "base_positive"), self.texts(src, "base_negative")
+        if src is not None and ct == "ToBasicPipe":
+            return self.texts(src, "positive"), self.texts(src, "negative")
+        self.g.warn(f"comfyui: cannot read the prompts in {name} of sampler {nid} (from node "
+                    f"{src} ({ct}))")
+        return None, None
+
     @staticmethod
     def _is_generic_encoder(inputs: dict[str, Any]) -> bool:
         """A node of any class that takes a CLIP and text: WAS ``Text to Conditioning``,

@@ -42,6 +42,11 @@ VAE_ENCODERS = frozenset({"VAEEncode", "VAEEncodeTiled", "VAEEncodeForInpaint"})
 #: pixels per latent cell of empty-latent nodes; 8 unless listed (``height // 16`` for Flux 2).
 LATENT_FACTOR = {"EmptyFlux2LatentImage": 16}
 DEFAULT_LATENT_FACTOR = 8
+#: Efficiency Nodes: loaders that make an empty latent of ``empty_latent_width``/``height``, and
+#: samplers that decode their own output (an IMAGE output next to the LATENT one).
+EFFICIENT_LOADERS = frozenset({"Efficient Loader", "Eff. Loader SDXL"})
+EFFICIENT_SAMPLERS = frozenset({"KSampler (Efficient)", "KSampler Adv. (Efficient)",
+                                "KSampler SDXL (Eff.)"})
 
 #: (width, height, pixels per cell): a latent in cells, or an image (1 pixel per cell)
 Source = tuple[int, int, int]
@@ -118,6 +123,14 @@ def _latent_move(g: GraphValues, nid: str, samplers: set[str]) -> _Move | None:
                      step=("rotate", str(g.value(nid, "rotation")[0] or "")))
     if is_empty_latent(ct):
         return _empty(g, nid, LATENT_FACTOR.get(ct, DEFAULT_LATENT_FACTOR))
+    if ct in EFFICIENT_LOADERS:  # its LATENT output is an empty latent of the stated size
+        w, h = _number(g, nid, "empty_latent_width"), _number(g, nid, "empty_latent_height")
+        if w is None or h is None:
+            return None
+        if w <= 0 or h <= 0:
+            _unknown(g, f"node {nid} ({ct}) has a zero or negative side")
+            return None
+        return _Move(source=(int(w) // 8, int(h) // 8, DEFAULT_LATENT_FACTOR))
     if ct in VAE_ENCODERS:
         return _Move(follow="pixels", latent=False, step=("encode",))
     return _Move(follow=LATENT_SAME_SIZE.get(ct), latent=True)
@@ -128,6 +141,11 @@ def _image_move(g: GraphValues, nid: str) -> _Move | None:
     ct, inputs = g.cls(nid), g.inputs(nid)
     if ct in VAE_DECODERS:
         return _Move(follow="samples", latent=True, step=("decode",))
+    if ct in EFFICIENT_SAMPLERS:  # the sampler decodes its own latent (its IMAGE output)
+        if link(inputs.get("script")):
+            _unknown(g, f"sampler {nid} ({ct}) runs a script")
+            return None
+        return _Move(follow="latent_image", latent=True, step=("decode",))
     if ct == "ImageScale":
         w, h = _sides(g, nid)
         if w is None or h is None:
