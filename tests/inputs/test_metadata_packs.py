@@ -454,3 +454,25 @@ def test_model_upscaler_then_image_scale_states_the_saved_size() -> None:
     assert meta.output_width is None and meta.output_resized
     g["9"]["inputs"]["images"] = ["8", 0]
     assert not walk_graph(g).output_resized
+
+
+# --- hostile shapes: the text walk stays bounded ---------------------------------------------
+
+def _text_chain(depth: int, doubling: bool) -> dict[str, dict]:
+    g = _core(["e", 0], ["e", 0])
+    g["t0"] = _node("Text Multiline", text="cat")
+    for i in range(1, depth + 1):
+        g[f"t{i}"] = _node("Text Concatenate", linebreak_addition="false", text_a=[f"t{i - 1}", 0],
+                           text_b=[f"t{i - 1}", 0] if doubling else "x")
+    g["e"] = _node("Text to Conditioning", clip=["1", 1], text=[f"t{depth}", 0])
+    return g
+
+
+def test_text_chains_are_memoised_capped_and_never_a_wrong_prompt() -> None:
+    assert walk_graph(_text_chain(3, doubling=True)).prompt == "cat" * 8
+    meta = walk_graph(_text_chain(40, doubling=True))  # 2**40 copies without the memo and the cap
+    assert meta.prompt is None and meta.seed == 42
+    assert any("builds more than" in w for w in meta.warnings)
+    assert walk_graph(_text_chain(50, doubling=False)).prompt == "cat" + "x" * 50
+    meta = walk_graph(_text_chain(3000, doubling=False))
+    assert meta.prompt is None and any("text chain deeper than" in w for w in meta.warnings)

@@ -187,18 +187,18 @@ class Conditioning:
                 self.g.warn(f"comfyui: cannot follow output {out} of node {src} ({ct})")
                 return None
             name = "positive" if out == 1 else "negative"
-            return self._pieces(t.of_input(src, name, depth), (src, name))
+            return self._pieces(t.of_input(src, name), (src, name))
         if ct == "ImpactWildcardEncode":
             if out != 2:
                 self.g.warn(f"comfyui: cannot follow output {out} of node {src} ({ct})")
                 return None
-            text = wildcard_text(t, src, depth)
+            text = wildcard_text(t, src, 0)
             if text is not None and LORA_TAG.search(text[0]):
                 t.unknown(src, "loads <lora:...> tags from its text and cuts them out before encoding")
                 return None
             return self._pieces(text, (src, "populated_text"))
         if ct in ("Power Prompt (rgthree)", "Power Prompt - Simple (rgthree)"):
-            return self._pieces(power_prompt_text(t, src, depth), (src, "prompt"))
+            return self._pieces(power_prompt_text(t, src, 0), (src, "prompt"))
         if ct in PIPE_OUTPUTS:
             name = PIPE_OUTPUTS[ct].get(out)
             pipe = self.g.linked_node(src, "basic_pipe")
@@ -221,7 +221,7 @@ class Conditioning:
             return None
         pieces = []
         for n in present:
-            text = self.texts_of.of_input(src, n, depth)
+            text = self.texts_of.of_input(src, n)  # a text walk of its own depth
             if text is None:
                 return None  # a part unknown: the whole prompt is unknown
             pieces.append(Piece(text[0], text[1] or (src, n)))

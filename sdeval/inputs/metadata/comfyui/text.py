@@ -31,8 +31,9 @@ from sdeval.inputs.metadata.comfyui.values import MAX_TEXT_CHARS, GraphValues
 #: a text and the literal input it was read from (None: computed from several inputs).
 Text = tuple[str, InputPath | None]
 
-#: text chains are followed recursively (a few frames a level): well under the recursion limit.
-MAX_TEXT_DEPTH = 96
+#: text chains are followed recursively (about five frames a level, on top of the conditioning
+#: walk's): well under Python's recursion limit.
+MAX_TEXT_DEPTH = 64
 
 #: classes whose text is made at run time: the graph does not hold it.
 RUNTIME_CLASSES: dict[str, str] = {
