@@ -159,6 +159,26 @@ def upstream(graph: Mapping[str, Any], starts: Iterable[str]) -> set[str]:
     return seen
 
 
+def downstream(graph: Mapping[str, Any], start: str) -> set[str]:
+    """Every node fed (directly or not) by ``start``, ``start`` included: one pass over the links,
+    however many saving nodes a graph has."""
+    users: dict[str, list[str]] = {}
+    for nid in graph:
+        for value in node_inputs(graph, nid).values():
+            source = link(value)
+            if source is not None:
+                users.setdefault(source[0], []).append(nid)
+    seen: set[str] = set()
+    stack = [start]
+    while stack:
+        nid = stack.pop()
+        if nid in seen or nid not in graph:
+            continue
+        seen.add(nid)
+        stack.extend(users.get(nid, ()))
+    return seen
+
+
 def execution_order(graph: Mapping[str, Any]) -> tuple[list[str], list[str]]:
     """Upstream before downstream (Kahn, ties by :func:`node_sort_key`), and the nodes on cycles,
     which come last in the order (a self-loop counts as a cycle)."""

@@ -17,7 +17,7 @@ writes: ``output_width``/``output_height``), :mod:`.models` (checkpoint, VAE, Lo
 
 from __future__ import annotations
 
-from sdeval.formats.comfyui_graph import upstream
+from sdeval.formats.comfyui_graph import downstream
 from sdeval.inputs.metadata._common import dedupe, load_json
 from sdeval.inputs.metadata.comfyui.choice import choose, writers
 from sdeval.inputs.metadata.comfyui.models import lora_stack, model_name, vae_name
@@ -49,8 +49,8 @@ def walk_graph(graph: dict, image_size: tuple[int, int] | None = None) -> Genera
         output = choice.output
     else:
         output = output_size(g, primary.node_id if primary is not None else None, sampler_ids)
-        savers = [s for s in writers(g)
-                  if primary is None or primary.node_id in upstream(g.graph, [s])]
+        fed = downstream(g.graph, primary.node_id) if primary is not None else None
+        savers = [s for s in writers(g) if fed is None or s in fed]
     size = None
     if primary is not None:
         size = latent_size(g, primary.node_id, sampler_ids - {primary.node_id})

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from sdeval.formats.comfyui_graph import link, node_sort_key, output_nodes, upstream
+from sdeval.formats.comfyui_graph import downstream, link, node_sort_key, output_nodes
 from sdeval.inputs.metadata._common import as_float, as_int, as_str
 from sdeval.inputs.metadata.comfyui.samplers import SAMPLER_SEED_INPUT
 from sdeval.inputs.metadata.comfyui.size import LATENT_INPUTS, is_empty_latent
@@ -279,7 +279,8 @@ def output_size(g: GraphValues, primary: str | None, samplers: set[str]) -> tupl
     savers = [nid for nid in output_nodes(g.graph)
               if any(link(g.inputs(nid).get(k)) for k in ("images", "image"))]
     if primary is not None:
-        savers = [nid for nid in savers if primary in upstream(g.graph, [nid])]
+        fed = downstream(g.graph, primary)
+        savers = [nid for nid in savers if nid in fed]
     if not savers:
         g.warn("comfyui: output size unknown: no image-saving node"
                + (f" fed by sampler {primary}" if primary is not None else ""))
