@@ -454,6 +454,17 @@ def test_model_upscaler_then_image_scale_states_the_saved_size() -> None:
     assert meta.output_width is None and meta.output_resized
     g["9"]["inputs"]["images"] = ["8", 0]
     assert not walk_graph(g).output_resized
+    # upscaled, encoded again and scaled as a latent to fixed dimensions for a second pass
+    g["65"] = _node("VAEEncode", pixels=["63", 0], vae=["1", 2])
+    g["66"] = _node("LatentUpscale", upscale_method="nearest-exact", width=1024, height=1536,
+                    crop="disabled", samples=["65", 0])
+    g["67"] = _node("KSampler", seed=42, steps=20, cfg=8.0, sampler_name="euler", scheduler="normal",
+                    denoise=0.5, model=["1", 0], positive=["6", 0], negative=["7", 0],
+                    latent_image=["66", 0])
+    g["68"] = _node("VAEDecode", samples=["67", 0], vae=["1", 2])
+    g["9"]["inputs"]["images"] = ["68", 0]
+    meta = walk_graph(g)
+    assert (meta.output_width, meta.output_height) == (1024, 1536) and not meta.output_resized
 
 
 # --- hostile shapes: the text walk stays bounded ---------------------------------------------
