@@ -487,3 +487,16 @@ def test_text_chains_are_memoised_capped_and_never_a_wrong_prompt() -> None:
     assert walk_graph(_text_chain(50, doubling=False)).prompt == "cat" + "x" * 50
     meta = walk_graph(_text_chain(3000, doubling=False))
     assert meta.prompt is None and any("text chain deeper than" in w for w in meta.warnings)
+
+
+def test_a_reprompt_plan_rewrites_computed_and_widget_texts() -> None:
+    from sdeval.gates.mutations import GraphPlan
+
+    plan = GraphPlan.from_graph(_was_graph())  # a concatenation: rewritten at the encoder
+    assert plan.prompts == ((("339", "text"), "Is, This, Different, Than "),)
+    out = plan.build(7, lambda t: t.strip() + ", masterpiece")
+    assert out["339"]["inputs"]["text"] == "Is, This, Different, Than, masterpiece"
+    assert out["3"]["inputs"]["seed"] == 7
+    plan = GraphPlan.from_graph(_efficient_graph())  # a widget string on the loader
+    assert plan.prompts == ((("10", "positive"), "a castle on a hill, sunset"),)
+    assert plan.build(8)["12"]["inputs"]["seed"] == 8

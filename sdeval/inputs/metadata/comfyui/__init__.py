@@ -98,3 +98,16 @@ def find_prompt_inputs(graph: dict) -> list[tuple[str, str]]:
     if not found or not found[0][1]:
         return []
     return list(dict.fromkeys(piece.path for piece in found[0][1]))
+
+
+def find_prompt_pieces(graph: dict) -> list[tuple[tuple[str, str], str]]:
+    """``((node_id, input_name), text)`` for each text of the primary's positive prompt: the input
+    to rewrite and the text it makes now (for a computed text — a concatenation — the encoder's
+    input, whose link a rewrite replaces with the new literal text)."""
+    g = GraphValues(graph)
+    if not g.graph:
+        return []
+    found, _ = find_samplers(g)
+    if not found or not found[0][1]:
+        return []
+    return list({piece.path: piece.text for piece in found[0][1]}.items())
