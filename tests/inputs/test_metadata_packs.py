@@ -309,13 +309,20 @@ def test_sdxl_prompt_styler_is_exact_only_for_the_base_style() -> None:
 def test_any_text_node_with_one_text_input_passes_it_on() -> None:
     g = _core(["6", 0], ["7", 0])
     g["90"] = _node("ttN text", text="a quiet harbour")
-    g["91"] = _node("Some Pack Text Box", Text=["90", 0], label="mine")
+    g["91"] = _node("Some Pack Text Box", Text=["90", 0], multiline=True)
     g["6"] = _node("SomePackConditioner", clip=["1", 1], prompt=["91", 0], strength=1.0)
     g["7"] = _node("CLIPTextEncode", clip=["1", 1], text="noise")
     assert walk_graph(g).prompt == "a quiet harbour"
     g["91"]["inputs"]["text_2"] = "more"  # two texts combined somehow: unknown, not a guess
     meta = walk_graph(g)
     assert meta.prompt is None and "node 91 (Some Pack Text Box)" in _unknown_warnings(meta)[0]
+    # one text, but settings that may rewrite it, or a class that says it does: unknown
+    g["91"] = _node("Text Find and Replace", text=["90", 0], find="harbour", replace="bay")
+    meta = walk_graph(g)
+    assert meta.prompt is None and "'replace'" in _unknown_warnings(meta)[0]
+    g["91"] = _node("Some Pack Text Box", Text=["90", 0], mode="uppercase")
+    meta = walk_graph(g)
+    assert meta.prompt is None and "string settings: mode" in _unknown_warnings(meta)[0]
 
 
 def test_a_partly_unknown_prompt_is_unknown_not_partial() -> None:

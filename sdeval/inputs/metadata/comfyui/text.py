@@ -12,8 +12,9 @@ walk exponential) by the first rule that applies:
    concatenations with their delimiters, ``Text String``'s four outputs, Impact's populated
    wildcard text, SDXL Prompt Styler's ``base`` style) is computed exactly as the pack does it;
 3. any other node with exactly one text input passes it through (a literal on the node, or the
-   text of the node it links to); a node with several text inputs combines them in a way sdeval
-   cannot know, so its text is unknown.
+   text of the node it links to), unless it may rewrite it (other string settings such as
+   ``find``/``replace``/``mode``, or a class name that says so: replace, shuffle, trim...); a node
+   with several text inputs combines them in a way sdeval cannot know: its text is unknown.
 
 The result names the input holding the text when it is one literal (the input a reprompt
 rewrites); a computed text has no such input.
@@ -79,6 +80,27 @@ def is_text_input(name: str) -> bool:
         return False
     return (low in ("value", "string", "str", "positive", "negative", "t5xxl", "clip_l", "clip_g")
             or "text" in low or "prompt" in low or low.startswith("string"))
+
+
+#: words in a class name that mean the node rewrites the text it is given.
+TRANSFORM_WORDS = ("replace", "shuffle", "sort", "upper", "lower", "case", "regex", "trim",
+                   "truncate", "split", "slice", "substring", "enhance", "expand", "rewrite",
+                   "template", "format", "find", "strip", "remove", "filter", "clean", "append",
+                   "prepend", "prefix", "suffix", "join", "combine", "merge", "concat", "style")
+
+
+def transform_reason(class_type: str, inputs: dict[str, Any], text_name: str) -> str | None:
+    """Why a node of an unknown class with one text input may not pass it on unchanged: its
+    class name says it rewrites text, or it takes other string settings (``find``, ``replace``,
+    ``mode``...) that may change it. None: a plain text holder or pass-through."""
+    low = class_type.lower()
+    word = next((w for w in TRANSFORM_WORDS if w in low), None)
+    if word is not None:
+        return f"its class name says '{word}'"
+    others = [k for k, v in inputs.items() if k != text_name and isinstance(v, str)]
+    if others:
+        return "it has other string settings: " + ", ".join(others[:4])
+    return None
 
 
 def runtime_reason(class_type: str) -> str | None:
@@ -160,6 +182,10 @@ class Texts:
         inputs = self.g.inputs(nid)
         names = [k for k in inputs if is_text_input(k)]
         if len(names) == 1:
+            why = transform_reason(self.g.cls(nid), inputs, names[0])
+            if why is not None:
+                self.unknown(nid, f"may change its text ({why}); sdeval does not replay it")
+                return None
             return self.of_input(nid, names[0], depth)
         if not names:
             self.unknown(nid, "has no text input sdeval can read")
@@ -376,6 +402,11 @@ def _show_text(t: Texts, nid: str, out: int, depth: int) -> Text | None:
     return t.of_input(nid, "text", depth) if "text" in t.g.inputs(nid) else t._generic(nid, depth)
 
 
+def _text_to_console(t: Texts, nid: str, out: int, depth: int) -> Text | None:
+    """WAS ``Text to Console`` prints its text under a label and passes it on."""
+    return t.of_input(nid, "text", depth) if "text" in t.g.inputs(nid) else t._generic(nid, depth)
+
+
 def _joined(t: Texts, nid: str, delimiter: str, parts: list[str]) -> Text | None:
     if sum(len(p) for p in parts) + len(delimiter) * max(0, len(parts) - 1) > MAX_TEXT_CHARS:
         t.g.warn(f"comfyui: {t.g.cls(nid)} node {nid} builds more than {MAX_TEXT_CHARS} "
@@ -390,6 +421,7 @@ HANDLERS: dict[str, Callable[[Texts, str, int, int], Text | None]] = {
     "CR Text Concatenate": _cr_concatenate,
     "StringFunction|pysssss": _string_function,
     "ShowText|pysssss": _show_text,
+    "Text to Console": _text_to_console,
     "Text String": _was_text_string,
     "Text Parse Tokens": _parse_tokens,
     "ImpactWildcardProcessor": _impact_processor,
