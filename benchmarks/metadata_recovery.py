@@ -57,12 +57,18 @@ def measure(folder: Path) -> dict:
     counts: dict[str, dict[str, int]] = {}
     wrong: list[str] = []
     per_sampler = {"samplers": 0, "prompt_ok": 0}
+    sizes = {"files": 0, "known": 0, "equal": 0}
     for name, want in sorted(labels.items()):
         path = folder / name
         if not path.exists():
             continue
         with Image.open(path) as im:
             meta = read_metadata(im, str(path))
+            image_size = im.size
+        sizes["files"] += 1
+        if meta.output_width and meta.output_height:
+            sizes["known"] += 1
+            sizes["equal"] += (meta.output_width, meta.output_height) == image_size
         c = counts.setdefault(want["kind"], {"files": 0, "prompt_ok": 0, "seed_ok": 0,
                                              "both_ok": 0, "wrong_prompt": 0, "warned": 0})
         c["files"] += 1
@@ -88,7 +94,7 @@ def measure(folder: Path) -> dict:
                 wrong.append(name)
             c["warned"] += any("prompt unknown" in w or "which one made this file" in w
                                for w in meta.warnings)
-    return {"counts": counts, "wrong": wrong[:10], "per_sampler": per_sampler}
+    return {"counts": counts, "wrong": wrong[:10], "per_sampler": per_sampler, "sizes": sizes}
 
 
 def _run_ref(ref: str, folder: Path) -> dict | None:
@@ -124,6 +130,10 @@ def _report(title: str, result: dict) -> None:
     if ps and ps["samplers"]:
         print(f"  first-pass samplers whose literal prompt is read (every sampler of every file): "
               f"{ps['prompt_ok']}/{ps['samplers']}")
+    sz = result.get("sizes")
+    if sz and sz["files"]:
+        print(f"  expected output size (what size_error compares with) known on {sz['known']}/{sz['files']} "
+              f"files, equal to the image's size on {sz['equal']}")
     if result["wrong"]:
         print("  wrong or unverifiable prompts, e.g.: " + ", ".join(result["wrong"][:3]))
 

@@ -507,3 +507,20 @@ def test_a_reprompt_plan_rewrites_computed_and_widget_texts() -> None:
     plan = GraphPlan.from_graph(_efficient_graph())  # a widget string on the loader
     assert plan.prompts == ((("10", "positive"), "a castle on a hill, sunset"),)
     assert plan.build(8)["12"]["inputs"]["seed"] == 8
+
+
+def test_quality_of_life_latent_factor_is_exact_only_without_rounding() -> None:
+    g = _core(["6", 0], ["6", 0])
+    g["6"] = _node("CLIPTextEncode", clip=["1", 1], text="x")
+    g["20"] = _node("LatentUpscaleFactor _O", upscale_method="nearest-exact", WidthFactor=1.25,
+                    HeightFactor=1.25, crop="disabled", samples=["3", 0])
+    g["8"]["inputs"]["samples"] = ["20", 0]
+    meta = walk_graph(g)  # 64x96 cells * 1.25 = 80x120: a multiple of 8, every version agrees
+    assert (meta.output_width, meta.output_height) == (640, 960)
+    g["20"]["inputs"]["WidthFactor"] = 1.53125  # 98 cells: rounded up or to the nearest by version
+    meta = walk_graph(g)
+    assert meta.output_width is None
+    assert any("differs between versions" in w for w in meta.warnings)
+    g["20"] = _node("LatentUpscaleFactorSimple _O", upscale_method="nearest-exact", factor=1.0,
+                    crop="disabled", samples=["3", 0])
+    assert (walk_graph(g).output_width, walk_graph(g).output_height) == (512, 768)

@@ -48,6 +48,10 @@ EFFICIENT_LOADERS = frozenset({"Efficient Loader", "Eff. Loader SDXL"})
 EFFICIENT_SAMPLERS = frozenset({"KSampler (Efficient)", "KSampler Adv. (Efficient)",
                                 "KSampler SDXL (Eff.)"})
 
+#: omar92's quality-of-life suit: latent upscales by a factor -> its (width, height) inputs.
+O_LATENT_FACTOR = {"LatentUpscaleFactor _O": ("WidthFactor", "HeightFactor"),
+                   "LatentUpscaleFactorSimple _O": ("factor", "factor")}
+
 #: (width, height, pixels per cell): a latent in cells, or an image (1 pixel per cell)
 Source = tuple[int, int, int]
 
@@ -118,6 +122,12 @@ def _latent_move(g: GraphValues, nid: str, samplers: set[str]) -> _Move | None:
     if ct == "LatentUpscaleBy":
         by = _number(g, nid, "scale_by", float)
         return None if by is None else _Move(follow="samples", latent=True, step=("latent_by", by))
+    if ct in O_LATENT_FACTOR:  # quality-of-life suit (omar92): int(cells * factor), then rounded
+        names = O_LATENT_FACTOR[ct]
+        wf, hf = _number(g, nid, names[0], float), _number(g, nid, names[1], float)
+        if wf is None or hf is None:
+            return None
+        return _Move(follow="samples", latent=True, step=("o_factor", nid, wf, hf))
     if ct == "LatentRotate":
         return _Move(follow="samples", latent=True,
                      step=("rotate", str(g.value(nid, "rotation")[0] or "")))
@@ -259,6 +269,15 @@ def _replay(g: GraphValues, source: Source, steps: list[tuple[Any, ...]]) -> tup
                 sw = max(64, sw)
                 sh = max(64, round(h * sw / w))
             w, h = sw // 8, sh // 8
+        elif op == "o_factor":  # LatentUpscaleFactor _O: int(cells * factor) to a multiple of 8
+            _, nid, wf, hf = step
+            w, h = min(int(w * wf), 8192), min(int(h * hf), 8192)
+            if w < 8 or h < 8 or w % 8 or h % 8:
+                # the pack's versions round to a multiple of 8 cells differently (up, or to the
+                # nearest): only a result that needs no rounding is the same in all of them
+                _unknown(g, f"node {nid} ({g.cls(nid)}) rounds {w}x{h} latent cells in a way that "
+                            "differs between versions of its pack")
+                return None
         elif op == "latent_by":  # LatentUpscaleBy: round(cells * scale_by)
             w, h = round(w * step[1]), round(h * step[1])
         elif op == "rotate" and step[1].startswith(("90", "270")):
