@@ -56,6 +56,7 @@ BENCHMARKS: tuple[Benchmark, ...] = (
               ("--memory", "40", "160", "--batch-size", "16", "--workers", "2")),
     Benchmark("artifacts", "artifacts/run.py",
               ("--data", "{work}", "--photos", "1", "--throughput", "8", "--workers", "2")),
+    Benchmark("hostile_rerun", "hostile_rerun.py", ("--fuzz", "300")),
 )
 #: scripts in benchmarks/ that are not benchmarks themselves
 HELPERS = frozenset({"run_all.py", "ratios.py", "artifacts/build_set.py"})

@@ -160,19 +160,17 @@ def upstream(graph: Mapping[str, Any], starts: Iterable[str]) -> set[str]:
 
 
 def downstream(graph: Mapping[str, Any], start: str) -> set[str]:
-    """Every node fed (directly or not) by ``start``, ``start`` included: one pass over the links,
-    however many saving nodes a graph has."""
+    """Every node fed by ``start`` (included): one pass over the links, however many outputs ask."""
     users: dict[str, list[str]] = {}
     for nid in graph:
         for value in node_inputs(graph, nid).values():
-            source = link(value)
-            if source is not None:
+            if (source := link(value)) and source[0] != nid:
                 users.setdefault(source[0], []).append(nid)
     seen: set[str] = set()
-    stack = [start]
+    stack = [start] if start in graph else []
     while stack:
         nid = stack.pop()
-        if nid in seen or nid not in graph:
+        if nid in seen:
             continue
         seen.add(nid)
         stack.extend(users.get(nid, ()))

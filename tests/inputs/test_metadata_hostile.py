@@ -92,3 +92,34 @@ def test_lone_surrogates_are_replaced_where_they_enter_with_a_warning():
     assert meta.prompt == "a \ufffd cat" and meta.seed == 5
     assert any("lone surrogates" in w for w in meta.warnings)
     meta.prompt.encode("utf-8")
+
+
+def _saver_chain(n: int) -> dict:
+    graph = _fan_graph(0)
+    prev = "d"
+    for i in range(n):  # each SaveImage feeds the next: a walk up from every saver is quadratic
+        graph[f"o{i}"] = {"class_type": "SaveImage", "inputs": {"images": [prev, 0], "filename_prefix": "x"}}
+        prev = f"o{i}"
+    return graph
+
+
+def test_thousands_of_savers_on_a_chain_are_read_in_linear_time():
+    meta = _within(10, lambda: parse_comfyui(json.dumps(_saver_chain(5000))))  # 11 s for 3,000 before
+    assert meta.prompt == "cat" and meta.seed == 5
+
+
+def test_a_graph_over_the_node_cap_is_not_walked_and_says_so():
+    graph = _saver_chain(10_001)
+    meta = _within(20, lambda: parse_comfyui(json.dumps(graph)))
+    assert meta.prompt is None and any("more than 10000" in w for w in meta.warnings)
+
+
+def test_a_10_mb_line_in_a_webp_exif_user_comment_is_cut_and_said_so():
+    exif = Image.Exif()
+    text = "a cat\nSteps: 20, Seed: 3, Size: 16x16, " + "x" * 10_000_000
+    exif[0x8769] = {0x9286: b"UNICODE\0" + text.encode("utf-16-be")}
+    buf = BytesIO()
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(buf, "WEBP", exif=exif.tobytes())
+    meta = _within(20, lambda: read_metadata(Image.open(BytesIO(buf.getvalue()))))
+    assert meta.prompt == "a cat" and meta.seed == 3
+    assert any("only the first" in w for w in meta.warnings)

@@ -298,7 +298,7 @@ def output_size(g: GraphValues, primary: str | None, samplers: set[str]) -> tupl
     savers = [nid for nid in output_nodes(g.graph)
               if any(link(g.inputs(nid).get(k)) for k in ("images", "image"))]
     if primary is not None:
-        fed = downstream(g.graph, primary)
+        fed = downstream(g.graph, primary)  # one walk: a walk up from each saver is quadratic
         savers = [nid for nid in savers if nid in fed]
     if not savers:
         g.warn("comfyui: output size unknown: no image-saving node"

@@ -19,6 +19,9 @@ MAX_DEPTH = 256
 #: the longest text a graph may build by concatenation (a prompt is a few hundred characters;
 #: 22 concatenations of one node with itself would build 4 million)
 MAX_TEXT_CHARS = 1 << 16
+#: the most nodes a graph is read with (real workflows have tens to a few hundred; walking a
+#: 100,000-node file would cost seconds per image for nothing)
+MAX_NODES = 10_000
 
 
 class GraphValues:
@@ -27,6 +30,9 @@ class GraphValues:
     def __init__(self, graph: Any) -> None:
         self.graph, notes = read_nodes(graph)
         self.warnings: list[str] = [f"comfyui: {note}" for note in notes]
+        if len(self.graph) > MAX_NODES:
+            self.warn(f"comfyui: graph has {len(self.graph)} nodes, more than {MAX_NODES}: not read")
+            self.graph = {}
         #: StringConcatenate node -> the text it builds (each node computed once, however many
         #: inputs share it: fan-out must not make the walk exponential)
         self._concat: dict[str, str | None] = {}
