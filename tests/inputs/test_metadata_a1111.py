@@ -197,3 +197,10 @@ def test_lora_tags_and_vae_are_recorded() -> None:
                           LoraInfo("plain", 1.0, 1.0), LoraInfo("named", 0.9, 0.4))
     assert meta.vae == "vae-ft-mse.safetensors"
     assert parse_a1111("no tags\nSteps: 20, Sampler: Euler, Seed: 1").loras == ()
+
+
+def test_unclosed_lora_tags_are_not_loras() -> None:
+    from sdeval.inputs.metadata.a1111 import parse_a1111
+
+    text = "<lora:" * 20000 + " <lora:real:0.5>\nSteps: 20, Sampler: Euler, Seed: 1"
+    assert [lora.name for lora in parse_a1111(text).loras] == ["real"]

@@ -123,7 +123,9 @@ def parse_params_line(line: str) -> dict[str, str]:
 
 
 #: ``<lora:name:te_weight:unet_weight...>`` (A1111 extra networks; named ``te=``/``unet=`` too)
-_LORA_TAG = re.compile(r"<lora:([^:>]+)((?::[^:>]*)*)>", re.IGNORECASE)
+#: bounded (a name of 256 characters, 8 parameters of 64): hostile text full of unclosed
+#: ``<lora:`` must not make the search quadratic
+_LORA_TAG = re.compile(r"<lora:([^:<>]{1,256})((?::[^:<>]{0,64}){0,8})>", re.IGNORECASE)
 MAX_PROMPT_LORAS = 256
 
 

@@ -68,9 +68,13 @@ NOT_TEXT_INPUTS = frozenset({
     "dictionary_name", "upscale_method", "crop", "sampler_name", "scheduler", "ckpt_name",
     "vae_name", "lora_name", "select to add wildcard", "select to add lora",
 })
-LORA_TAG = re.compile(r"<lora:[^>]*>", re.IGNORECASE)
-#: Impact Pack wildcard syntax: ``__name__`` files and ``{a|b}`` choices.
-_WILDCARD = re.compile(r"__[^_\s][^\s]*?__|\{[^{}]*\|[^{}]*\}")
+LORA_TAG = re.compile(r"<lora:", re.IGNORECASE)  # any tag start: such a text is not replayed
+
+
+def has_wildcards(text: str) -> bool:
+    """Impact Pack wildcard syntax (``__name__`` files, ``{a|b}`` choices), conservatively and in
+    linear time: two ``__`` or a ``{`` with a ``|`` count."""
+    return text.count("__") >= 2 or ("{" in text and "|" in text)
 
 
 def is_text_input(name: str) -> bool:
@@ -336,7 +340,7 @@ def wildcard_text(t: Texts, nid: str, depth: int) -> Text | None:
     if populated[0] == "" and t.g.inputs(nid).get("wildcard_text"):
         t.unknown(nid, "has an empty populated_text: the wildcards are expanded at run time")
         return None
-    if _WILDCARD.search(populated[0]):
+    if has_wildcards(populated[0]):
         t.unknown(nid, "expands wildcards (__name__ or {a|b}) at run time")
         return None
     return populated
