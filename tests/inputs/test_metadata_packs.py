@@ -141,7 +141,7 @@ def test_efficiency_loader_widgets_and_efficient_sampler() -> None:
     meta = walk_graph(_efficient_graph())
     assert meta.prompt == "a castle on a hill, sunset" and meta.negative_prompt == "lowres, blurry"
     assert (meta.seed, meta.steps, meta.cfg, meta.sampler) == (777, 25, 6.5, "dpmpp_2m")
-    assert meta.model == "dreamshaper_8.safetensors"
+    assert meta.model == "dreamshaper_8.safetensors" and meta.vae == "vae-ft-mse-840000.safetensors"
     assert meta.loras == (LoraInfo("add_detail.safetensors", 0.6, 0.5),
                           LoraInfo("film_grain.safetensors", 0.3, 0.3))
     assert (meta.width, meta.height) == (512, 640)
@@ -438,6 +438,9 @@ def test_several_savers_with_one_prompt_agree() -> None:
     g["16"]["inputs"]["text"] = "prompt A"
     meta = walk_graph(g)
     assert meta.prompt == "prompt A" and not any("not recorded" in w for w in meta.warnings)
+    assert meta.output_width is None  # two sizes saved, the file's own not given
+    meta = walk_graph(g, (768, 1152))  # each stage saved: the file's size picks its saver
+    assert (meta.output_width, meta.output_height) == (768, 1152) and meta.prompt == "prompt A"
 
 
 # --- resolution after a model upscaler ----------------------------------------------------------

@@ -23,6 +23,9 @@ LOADER_INPUTS = ("ckpt_name", "unet_name", "base_ckpt_name")
 MODEL_INPUTS = ("model", "opt_model", "base_model")
 #: most LoRAs read from one stack chain.
 MAX_LORAS = 256
+#: Efficiency samplers decode their own output with ``optional_vae``.
+EFFICIENT_SAMPLERS = frozenset({"KSampler (Efficient)", "KSampler Adv. (Efficient)",
+                                "KSampler SDXL (Eff.)"})
 #: names that mean "no VAE file: the checkpoint's own".
 BAKED_VAE = frozenset({"Baked VAE", "None", ""})
 
@@ -172,9 +175,11 @@ def vae_name(g: GraphValues, savers: tuple[str, ...] | list[str]) -> str | None:
     names: set[str | None] = set()
     reach = upstream(g.graph, savers) if savers else set()
     for nid in reach:
-        if not g.cls(nid).startswith("VAEDecode"):
-            continue
-        names.add(_vae_of(g, g.linked_node(nid, "vae")))
+        ct = g.cls(nid)
+        if ct.startswith("VAEDecode"):
+            names.add(_vae_of(g, g.linked_node(nid, "vae")))
+        elif ct in EFFICIENT_SAMPLERS and g.linked_node(nid, "optional_vae"):  # decodes itself
+            names.add(_vae_of(g, g.linked_node(nid, "optional_vae")))
     if len(names) == 1:
         return names.pop()
     if len(names) > 1:
