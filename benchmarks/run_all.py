@@ -57,6 +57,8 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark("artifacts", "artifacts/run.py",
               ("--data", "{work}", "--photos", "1", "--throughput", "8", "--workers", "2")),
     Benchmark("hostile_rerun", "hostile_rerun.py", ("--fuzz", "300")),
+    # the 87 real ComfyUI outputs of ../shared/calibration (this checkout only: no git-main rerun)
+    Benchmark("metadata_recovery", "metadata_recovery.py", ("--only-this",)),
 )
 #: scripts in benchmarks/ that are not benchmarks themselves
 HELPERS = frozenset({"run_all.py", "ratios.py", "artifacts/build_set.py"})
