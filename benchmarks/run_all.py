@@ -61,6 +61,8 @@ BENCHMARKS: tuple[Benchmark, ...] = (
               ("--sims", "200", "--resamples", "1000", "--set-sims", "10", "--set-permutations", "200")),
     Benchmark("compare_set_speed", "compare_set_speed.py",
               ("--n", "300", "--dim", "512", "--clip-dim", "128", "--ref", "600", "--fid-timed", "5")),
+    # the 87 real ComfyUI outputs of ../shared/calibration (this checkout only: no git-main rerun)
+    Benchmark("metadata_recovery", "metadata_recovery.py", ("--only-this",)),
 )
 #: scripts in benchmarks/ that are not benchmarks themselves
 HELPERS = frozenset({"run_all.py", "ratios.py", "artifacts/build_set.py"})

@@ -10,7 +10,7 @@ the same module the metadata reader walks with.
   makes an interrupted run resumable, and a seed already used is skipped, because ComfyUI answers
   an identical graph from its cache without making a new image.
 - The graph is edited where the metadata reader found the values (``SamplerInfo.seed_inputs``,
-  :func:`find_prompt_inputs`), so "the seed" means the same input for the reader and the loop.
+  :func:`find_prompt_pieces`), so "the seed" means the same input for the reader and the loop.
 - The policy's ``[regenerate]`` table (validated here, stored on :class:`Policy`) says how to
   reword a prompt and how to restore a face.
 """
@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sdeval.formats.comfyui_graph import (IMAGE_PLACEHOLDER, GraphError, InputPath, check_api_graph, get_input,
-                                          output_nodes, set_input, upstream)
-from sdeval.inputs.metadata.comfyui import find_prompt_inputs, walk_graph
+from sdeval.formats.comfyui_graph import (IMAGE_PLACEHOLDER, GraphError, InputPath, check_api_graph, output_nodes,
+                                          set_input, upstream)
+from sdeval.inputs.metadata.comfyui import find_prompt_pieces, walk_graph
 
 SEED_SALT = "sdeval-reseed-v1"
 #: SaveImage's filename_prefix for regenerated images: ComfyUI writes them to output/sdeval/...
@@ -290,7 +290,8 @@ class GraphPlan:
         if not seeds:
             raise GraphError(f"{what} has no seed input that reaches the saved image (a seed made by a custom "
                              "node cannot be changed); pass --workflow FILE")
-        prompts = tuple((p, t) for p in find_prompt_inputs(graph) if isinstance(t := get_input(graph, p), str))
+        # literal texts, and texts computed by string nodes (rewritten where the encoder reads them)
+        prompts = tuple((p, t) for p, t in find_prompt_pieces(graph) if isinstance(t, str))
         savers = tuple(n for n in outs if "filename_prefix" in (graph[n].get("inputs") or {}))
         return cls(graph=graph, seeds=tuple(seeds), prompts=prompts, savers=savers)
 

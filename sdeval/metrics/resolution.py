@@ -75,13 +75,31 @@ class SizeError(ImageMetric):
 
 
 class SizeMod8(ImageMetric):
+    """The latent grid: a decoded latent is a multiple of 8 pixels on each side.
+
+    An image resized in pixel space after its last decode (ComfyUI ``ImageScale`` to a fixed
+    size after a model upscaler, ``ImageScaleBy``...) is not on that grid by design: the score is
+    Missing then, and ``size_error`` checks the size against the one the graph states.
+    """
+
     name = "size_mod8"
+    #: 2: Missing for images resized in pixel space after decoding (metadata ``output_resized``)
+    version = "2"
     higher_is_better = False
     range = (0.0, 7.0)
     unit = "pixels"
     default_action = "block"
-    description = "largest remainder of width/height modulo 8 (latent images are multiples of 8)"
+    description = ("largest remainder of width/height modulo 8 (latent images are multiples of 8; "
+                   "not scored for images the graph resizes in pixel space after decoding)")
 
     def compute(self, batch: FeatureBatch) -> list[Score]:
-        return [Missing("image size unknown") if r.width is None or r.height is None
-                else float(max(r.width % 8, r.height % 8)) for r in batch.records]
+        out: list[Score] = []
+        for r in batch.records:
+            if r.width is None or r.height is None:
+                out.append(Missing("image size unknown"))
+            elif r.metadata.output_resized:
+                out.append(Missing("the graph resizes the image in pixel space after decoding; "
+                                   "the latent grid does not apply (size_error checks the size)"))
+            else:
+                out.append(float(max(r.width % 8, r.height % 8)))
+        return out

@@ -10,7 +10,8 @@ SCHEMA_VERSION = 1
 
 ID_COLUMNS = ("path", "sha256", "size_bytes", "format", "mode", "width", "height")
 META_COLUMNS = ("source", "prompt", "negative_prompt", "seed", "requested_width", "requested_height",
-                "base_width", "base_height", "steps", "cfg", "sampler", "scheduler", "model", "model_hash")
+                "base_width", "base_height", "steps", "cfg", "sampler", "scheduler", "model", "model_hash",
+                "vae", "loras")
 
 
 def record_row(rec: ImageRecord) -> dict[str, Any]:
@@ -23,6 +24,7 @@ def record_row(rec: ImageRecord) -> dict[str, Any]:
         "requested_width": md.output_width, "requested_height": md.output_height,
         "base_width": md.width, "base_height": md.height, "steps": md.steps, "cfg": md.cfg,
         "sampler": md.sampler, "scheduler": md.scheduler, "model": md.model, "model_hash": md.model_hash,
+        "vae": md.vae, "loras": [lora.as_dict() for lora in md.loras],
         "group": rec.group, "duplicate_of": None,
         "warnings": list(rec.warnings), "error": rec.error,
     }

@@ -64,6 +64,8 @@ def _csv_cell(v: Any) -> Any:
     if isinstance(v, int):
         return v
     if isinstance(v, (list, tuple)):
+        if any(isinstance(x, Mapping) for x in v):  # records (LoRAs...): one JSON list
+            return guard_cell(json.dumps(jsonable(list(v)), ensure_ascii=False, sort_keys=True))
         return guard_cell(" | ".join(str(x) for x in v))
     if isinstance(v, Mapping):
         return guard_cell(json.dumps(jsonable(v), ensure_ascii=False, sort_keys=True)) if v else ""

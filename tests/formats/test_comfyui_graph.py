@@ -6,9 +6,9 @@ import copy
 
 import pytest
 
-from sdeval.formats.comfyui_graph import (GraphError, check_api_graph, execution_order, get_input, insert_face_nodes,
-                                          is_output_class, link, linked_node, node_inputs, output_nodes, read_nodes,
-                                          set_input, unwrap_post_body, upstream)
+from sdeval.formats.comfyui_graph import (GraphError, check_api_graph, downstream, execution_order, get_input,
+                                          insert_face_nodes, is_output_class, link, linked_node, node_inputs,
+                                          output_nodes, read_nodes, set_input, unwrap_post_body, upstream)
 from sdeval.gates.mutations import GraphPlan
 from sdeval.inputs.metadata.comfyui import walk_graph
 
@@ -105,3 +105,14 @@ def test_insert_face_nodes_hooks_every_saver_and_leaves_the_input_alone():
     assert out["sdeval_face_a_1"]["inputs"] == {"image": ["8", 0], "model": ["sdeval_face_b_1", 0]}
     with pytest.raises(GraphError, match="several end nodes"):
         insert_face_nodes(g, {"a": _node("A", image="$image"), "b": _node("B", image="$image")})
+
+
+def test_downstream_is_everything_a_node_feeds() -> None:
+    graph = {"a": {"class_type": "A", "inputs": {}},
+             "b": {"class_type": "B", "inputs": {"x": ["a", 0]}},
+             "c": {"class_type": "C", "inputs": {"x": ["b", 0], "y": ["a", 1]}},
+             "d": {"class_type": "D", "inputs": {"x": ["d", 0]}},  # a self-loop
+             "e": {"class_type": "E", "inputs": {"x": ["missing", 0]}}}
+    assert downstream(graph, "a") == {"a", "b", "c"}
+    assert downstream(graph, "c") == {"c"} and downstream(graph, "d") == {"d"}
+    assert downstream(graph, "missing") == set()

@@ -22,6 +22,8 @@ def test_checks_expand_to_rules_in_order():
     assert [r.metric for r in p.rules] == ["pixel_std", "pixel_max", "size_error", "size_mod8"]
     assert p.metrics == ["pixel_std", "pixel_max", "size_error", "size_mod8"]
     assert p.min_pass_rate == 1.0 and p.allow_errors is False
+    # both are Missing only when there is nothing to compare (size_mod8: a pixel-space resize)
+    assert [r.on_missing for r in p.rules[2:]] == ["ignore", "ignore"]
 
 
 def test_family_expands():

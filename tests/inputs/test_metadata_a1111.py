@@ -185,3 +185,22 @@ def test_hires_infotext_read_from_a_png() -> None:
     meta = read_metadata(Image.open(buf))
     assert (meta.width, meta.height, meta.output_width, meta.output_height) == (512, 512, 1024,
                                                                                 1024)
+
+
+def test_lora_tags_and_vae_are_recorded() -> None:
+    from sdeval.inputs.metadata.a1111 import parse_a1111
+    from sdeval.inputs.metadata.types import LoraInfo
+
+    meta = parse_a1111("a knight <lora:armor_v2:0.8>, <LORA:style:0.5:0.3> <lora:plain> <lora:named:te=0.4:unet=0.9>\n"
+                       "Steps: 20, Sampler: Euler a, CFG scale: 7, Seed: 5, Size: 512x512, VAE: vae-ft-mse.safetensors")
+    assert meta.loras == (LoraInfo("armor_v2", 0.8, 0.8), LoraInfo("style", 0.3, 0.5),
+                          LoraInfo("plain", 1.0, 1.0), LoraInfo("named", 0.9, 0.4))
+    assert meta.vae == "vae-ft-mse.safetensors"
+    assert parse_a1111("no tags\nSteps: 20, Sampler: Euler, Seed: 1").loras == ()
+
+
+def test_unclosed_lora_tags_are_not_loras() -> None:
+    from sdeval.inputs.metadata.a1111 import parse_a1111
+
+    text = "<lora:" * 20000 + " <lora:real:0.5>\nSteps: 20, Sampler: Euler, Seed: 1"
+    assert [lora.name for lora in parse_a1111(text).loras] == ["real"]

@@ -127,6 +127,28 @@ def test_size_mod8() -> None:
     assert isinstance(scores[3], Missing)
 
 
+def test_size_mod8_skips_images_resized_in_pixel_space_after_decoding() -> None:
+    graph = {
+        "1": _node("CheckpointLoaderSimple", ckpt_name="m.safetensors"),
+        "5": _node("EmptyLatentImage", width=512, height=512, batch_size=1),
+        "3": _node("KSampler", seed=1, steps=20, cfg=7, sampler_name="euler", scheduler="normal",
+                   denoise=1, model=["1", 0], positive=["6", 0], negative=["6", 0],
+                   latent_image=["5", 0]),
+        "6": _node("CLIPTextEncode", text="x", clip=["1", 1]),
+        "8": _node("VAEDecode", samples=["3", 0], vae=["1", 2]),
+        "62": _node("UpscaleModelLoader", model_name="4x.pth"),
+        "63": _node("ImageUpscaleWithModel", upscale_model=["62", 0], image=["8", 0]),
+        "64": _node("ImageScale", upscale_method="lanczos", width=1000, height=1002,
+                    crop="disabled", image=["63", 0]),
+        "9": _node("SaveImage", filename_prefix="x", images=["64", 0]),
+    }
+    meta = walk_graph(graph)
+    [mod8] = _scores(SizeMod8(), _record(1000, 1002, meta))
+    assert isinstance(mod8, Missing) and "pixel space" in mod8.reason
+    assert _scores(SizeError(), _record(1000, 1002, meta)) == [0.0]
+    assert _scores(SizeError(), _record(1024, 1024, meta)) == [24.0]
+
+
 def test_parse_size() -> None:
     assert parse_size("1024x768") == (1024, 768)
     assert parse_size(" 512 × 512 ") == (512, 512)

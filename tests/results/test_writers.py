@@ -148,3 +148,12 @@ def test_csv_cells_fit_a_spreadsheet_and_the_default_csv_reader(tmp_path: Path):
     with (tmp_path / "r.csv").open(newline="", encoding="utf-8") as fh:
         (row,) = list(csv.DictReader(fh))
     assert len(row["prompt"]) == MAX_CELL_CHARS and row["prompt"].endswith("results.jsonl]")
+
+
+def test_lists_of_records_are_one_json_cell(tmp_path: Path):
+    loras = [{"name": "a.safetensors", "strength_model": 0.8, "strength_clip": None}]
+    write_csv(tmp_path / "r.csv", [{"path": "a.png", "loras": loras, "empty": []}],
+              ["path", "loras", "empty"])
+    with (tmp_path / "r.csv").open() as fh:
+        (row,) = list(csv.DictReader(fh))
+    assert json.loads(row["loras"]) == loras and row["empty"] == ""

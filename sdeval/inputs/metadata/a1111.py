@@ -13,7 +13,7 @@ import math
 import re
 
 from sdeval.inputs.metadata._common import as_float, as_int
-from sdeval.inputs.metadata.types import GenerationMetadata
+from sdeval.inputs.metadata.types import GenerationMetadata, LoraInfo
 
 #: A1111's own pattern (modules/infotext_utils.py, ``re_param_code``); quoted values are JSON.
 RE_PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
@@ -122,6 +122,32 @@ def parse_params_line(line: str) -> dict[str, str]:
     return params
 
 
+#: ``<lora:name:te_weight:unet_weight...>`` (A1111 extra networks; named ``te=``/``unet=`` too)
+#: bounded (a name of 256 characters, 8 parameters of 64): hostile text full of unclosed
+#: ``<lora:`` must not make the search quadratic
+_LORA_TAG = re.compile(r"<lora:([^:<>]{1,256})((?::[^:<>]{0,64}){0,8})>", re.IGNORECASE)
+MAX_PROMPT_LORAS = 256
+
+
+def prompt_loras(prompt: str | None) -> tuple[LoraInfo, ...]:
+    """The LoRAs an A1111 prompt applies with ``<lora:...>`` tags: the first number is the text
+    encoder (CLIP) weight, the second the UNet (model) weight, defaulting to the first."""
+    if not prompt or "<lora:" not in prompt.lower():
+        return ()
+    found: list[LoraInfo] = []
+    for match in _LORA_TAG.finditer(prompt):
+        params = [p.strip() for p in match.group(2).split(":")[1:]]
+        named = dict(p.split("=", 1) for p in params if "=" in p)
+        positional = [p for p in params if "=" not in p]
+        te = as_float(named.get("te", positional[0] if positional else "1"))
+        unet = as_float(named.get("unet", positional[1] if len(positional) > 1 else None))
+        found.append(LoraInfo(name=match.group(1).strip(), strength_model=unet if unet is not None else te,
+                              strength_clip=te))
+        if len(found) >= MAX_PROMPT_LORAS:
+            break
+    return tuple(found)
+
+
 def parse_a1111(text: str, *, source: str = "a1111") -> GenerationMetadata:
     """Parse an A1111 infotext; ``source`` lets tools that write the same text (Fooocus) say so."""
     lines = text.replace("\r\n", "\n").replace("\r", "\n").strip().split("\n")
@@ -168,6 +194,8 @@ def parse_a1111(text: str, *, source: str = "a1111") -> GenerationMetadata:
         scheduler=params.get("Schedule type") or None,
         model=params.get("Model") or None,
         model_hash=params.get("Model hash") or None,
+        vae=params.get("VAE") or None,
+        loras=prompt_loras(prompt),
         warnings=tuple(problems),
     )
 

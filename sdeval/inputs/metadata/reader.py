@@ -33,7 +33,7 @@ TAG_SOFTWARE = 0x0131
 COMFY_EXIF_PREFIX = "prompt:"
 
 _FIELDS = ("prompt", "negative_prompt", "seed", "width", "height", "steps", "cfg", "sampler",
-           "scheduler", "model", "model_hash")
+           "scheduler", "model", "model_hash", "vae")
 
 
 def _has_values(meta: GenerationMetadata) -> bool:
@@ -119,12 +119,14 @@ def _infotext(text: str, scheme: str | None, fooocus: bool, max_json_bytes: int
     return parse_a1111(text, source="fooocus" if fooocus else "a1111")
 
 
-def _candidates(text: dict[str, str], exif: dict[str, str], max_json_bytes: int
+def _candidates(text: dict[str, str], exif: dict[str, str], max_json_bytes: int,
+                image_size: tuple[int, int] | None = None
                 ) -> Iterator[Callable[[], GenerationMetadata]]:
     """Readers to try, most specific first; each is called only if the ones before gave nothing."""
     prompt_chunk = text.get("prompt")
     if prompt_chunk is not None and prompt_chunk.lstrip()[:1] in ("{", "["):
-        yield lambda: parse_comfyui(prompt_chunk, max_json_bytes=max_json_bytes)
+        yield lambda: parse_comfyui(prompt_chunk, max_json_bytes=max_json_bytes,
+                                    image_size=image_size)
     if "invokeai_metadata" in text:
         yield lambda: _json_reader(text["invokeai_metadata"], "invokeai 'invokeai_metadata'",
                                    parse_invokeai_metadata, max_json_bytes)
@@ -149,7 +151,7 @@ def _candidates(text: dict[str, str], exif: dict[str, str], max_json_bytes: int
     model_tag = exif.get("exif:Model", "")
     if model_tag.startswith(COMFY_EXIF_PREFIX):  # ComfyUI's animated WebP savers
         yield lambda: parse_comfyui(model_tag[len(COMFY_EXIF_PREFIX):],
-                                    max_json_bytes=max_json_bytes)
+                                    max_json_bytes=max_json_bytes, image_size=image_size)
     comment = text.get("comment")
     if comment is not None and is_params_line(comment.strip().split("\n")[-1]):
         yield lambda: parse_a1111(comment)
@@ -206,6 +208,10 @@ def _sanitised(meta: Any, warnings: list[str]) -> Any:
             cleaned = tuple(_sanitised(s, warnings) for s in value)
             if cleaned != value:
                 changes[f.name] = cleaned
+        elif f.name == "loras" and value:
+            cleaned = tuple(_sanitised(item, warnings) for item in value)
+            if cleaned != value:
+                changes[f.name] = cleaned
         elif f.name == "raw" and value:
             changes[f.name] = {_no_surrogates(k): _no_surrogates(v) for k, v in value.items()}
     return replace(meta, **changes) if changes else meta
@@ -230,7 +236,8 @@ def read_metadata(image: Image.Image, path: str | None = None, *, max_json_bytes
 
     chosen: GenerationMetadata | None = None
     recognised: GenerationMetadata | None = None
-    for reader in _candidates(text, exif, max_json_bytes):
+    size = image.size if all(isinstance(v, int) and v > 0 for v in image.size) else None
+    for reader in _candidates(text, exif, max_json_bytes, size):
         try:
             meta = reader()
         except Exception as exc:  # a reader bug must not cost the row: report and go on

@@ -28,6 +28,20 @@ class SamplerInfo:
 
 
 @dataclass(frozen=True)
+class LoraInfo:
+    """One LoRA applied to the model: its file name and strengths (None: not stated; a
+    model-only loader has no CLIP strength)."""
+
+    name: str
+    strength_model: float | None = None
+    strength_clip: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "strength_model": self.strength_model,
+                "strength_clip": self.strength_clip}
+
+
+@dataclass(frozen=True)
 class GenerationMetadata:
     """What a generator recorded about how an image was made. Every field may be unknown (None)."""
 
@@ -48,6 +62,14 @@ class GenerationMetadata:
     scheduler: str | None = None
     model: str | None = None
     model_hash: str | None = None
+    #: the VAE file that decoded the image (None: the checkpoint's own, or not recorded).
+    vae: str | None = None
+    #: LoRAs applied to the model, in the order applied.
+    loras: tuple[LoraInfo, ...] = ()
+    #: True when the saved size is set by a pixel-space resize after the last VAE decode
+    #: (``ImageScale`` to a fixed size after a model upscaler...): the latent grid (multiple of 8)
+    #: says nothing about such an image.
+    output_resized: bool = False
     #: ComfyUI: every sampler found, primary first.
     samplers: tuple[SamplerInfo, ...] = ()
     #: raw metadata text kept as found, keyed by chunk/tag name (size-capped).
@@ -64,7 +86,7 @@ class GenerationMetadata:
         changes: dict[str, Any] = {}
         for name in ("prompt", "negative_prompt", "seed", "width", "height", "output_width",
                      "output_height", "steps", "cfg", "sampler", "scheduler", "model",
-                     "model_hash"):
+                     "model_hash", "vae"):
             value = getattr(override, name)
             if value is not None:
                 changes[name] = value
@@ -74,6 +96,8 @@ class GenerationMetadata:
         if changes and override.source != "none":
             changes["source"] = (
                 override.source if self.source == "none" else f"{self.source}+{override.source}")
+        if override.loras:
+            changes["loras"] = override.loras
         changes["warnings"] = self.warnings + override.warnings
         changes["raw"] = {**self.raw, **override.raw}
         return replace(self, **changes)

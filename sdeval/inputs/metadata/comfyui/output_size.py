@@ -42,6 +42,15 @@ VAE_ENCODERS = frozenset({"VAEEncode", "VAEEncodeTiled", "VAEEncodeForInpaint"})
 #: pixels per latent cell of empty-latent nodes; 8 unless listed (``height // 16`` for Flux 2).
 LATENT_FACTOR = {"EmptyFlux2LatentImage": 16}
 DEFAULT_LATENT_FACTOR = 8
+#: Efficiency Nodes: loaders that make an empty latent of ``empty_latent_width``/``height``, and
+#: samplers that decode their own output (an IMAGE output next to the LATENT one).
+EFFICIENT_LOADERS = frozenset({"Efficient Loader", "Eff. Loader SDXL"})
+EFFICIENT_SAMPLERS = frozenset({"KSampler (Efficient)", "KSampler Adv. (Efficient)",
+                                "KSampler SDXL (Eff.)"})
+
+#: omar92's quality-of-life suit: latent upscales by a factor -> its (width, height) inputs.
+O_LATENT_FACTOR = {"LatentUpscaleFactor _O": ("WidthFactor", "HeightFactor"),
+                   "LatentUpscaleFactorSimple _O": ("factor", "factor")}
 
 #: (width, height, pixels per cell): a latent in cells, or an image (1 pixel per cell)
 Source = tuple[int, int, int]
@@ -113,11 +122,25 @@ def _latent_move(g: GraphValues, nid: str, samplers: set[str]) -> _Move | None:
     if ct == "LatentUpscaleBy":
         by = _number(g, nid, "scale_by", float)
         return None if by is None else _Move(follow="samples", latent=True, step=("latent_by", by))
+    if ct in O_LATENT_FACTOR:  # quality-of-life suit (omar92): int(cells * factor), then rounded
+        names = O_LATENT_FACTOR[ct]
+        wf, hf = _number(g, nid, names[0], float), _number(g, nid, names[1], float)
+        if wf is None or hf is None:
+            return None
+        return _Move(follow="samples", latent=True, step=("o_factor", nid, wf, hf))
     if ct == "LatentRotate":
         return _Move(follow="samples", latent=True,
                      step=("rotate", str(g.value(nid, "rotation")[0] or "")))
     if is_empty_latent(ct):
         return _empty(g, nid, LATENT_FACTOR.get(ct, DEFAULT_LATENT_FACTOR))
+    if ct in EFFICIENT_LOADERS:  # its LATENT output is an empty latent of the stated size
+        w, h = _number(g, nid, "empty_latent_width"), _number(g, nid, "empty_latent_height")
+        if w is None or h is None:
+            return None
+        if w <= 0 or h <= 0:
+            _unknown(g, f"node {nid} ({ct}) has a zero or negative side")
+            return None
+        return _Move(source=(int(w) // 8, int(h) // 8, DEFAULT_LATENT_FACTOR))
     if ct in VAE_ENCODERS:
         return _Move(follow="pixels", latent=False, step=("encode",))
     return _Move(follow=LATENT_SAME_SIZE.get(ct), latent=True)
@@ -128,6 +151,11 @@ def _image_move(g: GraphValues, nid: str) -> _Move | None:
     ct, inputs = g.cls(nid), g.inputs(nid)
     if ct in VAE_DECODERS:
         return _Move(follow="samples", latent=True, step=("decode",))
+    if ct in EFFICIENT_SAMPLERS:  # the sampler decodes its own latent (its IMAGE output)
+        if link(inputs.get("script")):
+            _unknown(g, f"sampler {nid} ({ct}) runs a script")
+            return None
+        return _Move(follow="latent_image", latent=True, step=("decode",))
     if ct == "ImageScale":
         w, h = _sides(g, nid)
         if w is None or h is None:
@@ -169,7 +197,7 @@ def _image_move(g: GraphValues, nid: str) -> _Move | None:
     return _Move()
 
 
-def _saved_size(g: GraphValues, saver: str, samplers: set[str]) -> tuple[int, int] | None:
+def saved_size(g: GraphValues, saver: str, samplers: set[str]) -> tuple[int, int] | None:
     """Walk back from one saving node to a node of known size, then replay the steps."""
     key = "images" if link(g.inputs(saver).get("images")) else "image"
     steps: list[tuple[Any, ...]] = []
@@ -241,6 +269,15 @@ def _replay(g: GraphValues, source: Source, steps: list[tuple[Any, ...]]) -> tup
                 sw = max(64, sw)
                 sh = max(64, round(h * sw / w))
             w, h = sw // 8, sh // 8
+        elif op == "o_factor":  # LatentUpscaleFactor _O: int(cells * factor) to a multiple of 8
+            _, nid, wf, hf = step
+            w, h = min(int(w * wf), 8192), min(int(h * hf), 8192)
+            if w < 8 or h < 8 or w % 8 or h % 8:
+                # the pack's versions round to a multiple of 8 cells differently (up, or to the
+                # nearest): only a result that needs no rounding is the same in all of them
+                _unknown(g, f"node {nid} ({g.cls(nid)}) rounds {w}x{h} latent cells in a way that "
+                            "differs between versions of its pack")
+                return None
         elif op == "latent_by":  # LatentUpscaleBy: round(cells * scale_by)
             w, h = round(w * step[1]), round(h * step[1])
         elif op == "rotate" and step[1].startswith(("90", "270")):
@@ -270,7 +307,7 @@ def output_size(g: GraphValues, primary: str | None, samplers: set[str]) -> tupl
     writers = [nid for nid in savers if "Preview" not in g.cls(nid)] or savers
     sizes: dict[str, tuple[int, int]] = {}
     for nid in sorted(writers, key=node_sort_key):
-        size = _saved_size(g, nid, samplers)
+        size = saved_size(g, nid, samplers)
         if size is None:
             return None
         sizes[nid] = size
@@ -279,3 +316,31 @@ def output_size(g: GraphValues, primary: str | None, samplers: set[str]) -> tupl
         g.warn(f"comfyui: output size unknown: image-saving nodes disagree: {listed}")
         return None
     return next(iter(sizes.values()))
+
+
+#: image -> image nodes that set the size in pixel space.
+PIXEL_RESIZERS = frozenset({"ImageScale", "ImageScaleBy", "ImageScaleToTotalPixels",
+                            "ImageUpscaleWithModel", "ImageCrop"})
+
+
+def resized_after_decode(g: GraphValues, savers: list[str] | tuple[str, ...]) -> bool:
+    """Whether each saver's image is resized in pixel space after its last VAE decode (the
+    latent grid, a multiple of 8, then says nothing about the saved size)."""
+    if not savers:
+        return False
+    for saver in savers:
+        key = "images" if link(g.inputs(saver).get("images")) else "image"
+        nid, seen, resized = g.linked_node(saver, key), set(), False
+        while nid is not None and nid not in seen and len(seen) < MAX_DEPTH:
+            seen.add(nid)
+            ct = g.cls(nid)
+            if ct in VAE_DECODERS:
+                break
+            if ct in PIXEL_RESIZERS or ct.startswith(("ImageScale", "ImageResize")):
+                resized = True
+                break
+            nid = next((src for k in ("image", "images", "pixels", "image1", "destination")
+                        if (src := g.linked_node(nid, k))), None)
+        if not resized:
+            return False
+    return True

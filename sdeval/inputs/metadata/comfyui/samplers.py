@@ -21,6 +21,14 @@ SAMPLER_SEED_INPUT: dict[str, str | None] = {
     "KSamplerAdvanced": "noise_seed",
     "SamplerCustom": "noise_seed",
     "SamplerCustomAdvanced": None,
+    # Efficiency Nodes: positive/negative link to the Efficient Loader's outputs 1/2; the SDXL
+    # sampler takes the loader's SDXL tuple instead
+    "KSampler (Efficient)": "seed",
+    "KSampler Adv. (Efficient)": "noise_seed",
+    "KSampler SDXL (Eff.)": "noise_seed",
+    # Impact Pack: the conditioning comes in a basic pipe (ToBasicPipe)
+    "ImpactKSamplerBasicPipe": "seed",
+    "ImpactKSamplerAdvancedBasicPipe": "noise_seed",
 }
 #: sigma-producing nodes with no ``scheduler`` input: the schedule is the node itself.
 SCHEDULER_CLASSES = {
@@ -108,12 +116,15 @@ def _sampler(g: GraphValues, cond: Conditioning, nid: str) -> Found:
         else:
             g.warn(f"comfyui: cannot read guider {guider} ({g.cls(guider)})")
             pos_name = neg_name = ""
-    positive = cond.texts(cond_node, pos_name) if pos_name else None
-    if pos_name == "cond1":
-        extra = cond.texts(cond_node, "cond2")
-        if positive is not None or extra is not None:
-            positive = (positive or []) + (extra or [])
-    negative = cond.texts(cond_node, neg_name) if neg_name else None
+    bundle = next((k for k in ("sdxl_tuple", "basic_pipe") if link(inputs.get(k))), None)
+    if guider is None and "positive" not in inputs and bundle is not None:
+        positive, negative = cond.bundle_texts(nid, bundle)
+    else:
+        positive = cond.texts(cond_node, pos_name) if pos_name else None
+        if pos_name == "cond1":  # DualCFGGuider: both conditionings make the image
+            extra = cond.texts(cond_node, "cond2")
+            positive = None if positive is None or extra is None else positive + extra
+        negative = cond.texts(cond_node, neg_name) if neg_name else None
     cfg = as_float(g.value(cfg_node, "cfg")[0])
     if cfg is None:
         cfg = as_float(g.value(cfg_node, "cfg_conds")[0])

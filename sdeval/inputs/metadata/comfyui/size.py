@@ -29,8 +29,10 @@ def latent_size(g: GraphValues, start: str, samplers: set[str]) -> tuple[int, in
     seen: set[str] = set()
     while nid is not None and nid not in seen and len(seen) < MAX_DEPTH:
         seen.add(nid)
-        w = as_int(g.value(nid, "width")[0])
-        h = as_int(g.value(nid, "height")[0])
+        w = as_int(g.value(nid, "width")[0] if "width" in g.inputs(nid)
+                   else g.value(nid, "empty_latent_width")[0])  # Efficiency loaders
+        h = as_int(g.value(nid, "height")[0] if "height" in g.inputs(nid)
+                   else g.value(nid, "empty_latent_height")[0])
         if nid not in samplers and w and h and w > 0 and h > 0:
             sw, sh = w * scale, h * scale
             if not (math.isfinite(sw) and math.isfinite(sh)):
