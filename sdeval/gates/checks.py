@@ -72,13 +72,13 @@ CHECKS: dict[str, Check] = {
         "under- and overexposure: nothing near white (underexposed) or many blown highlights",
         (
             _rule("white_point", "<", 0.57, "reseed", "underexposed (no highlights)", "exposure"),
-            _rule("clipped_highlights", ">", 0.075, "reseed", "blown highlights", "exposure"),
+            _rule("blown_highlights", ">", 0.2, "reseed", "blown highlights", "exposure"),
         ),
     ),
     "oversaturation": Check(
         "oversaturation",
         "burned colours of a too-high CFG: strongly chromatic pixels clipped at 0 or 255",
-        (_rule("clipped_colour", ">", 0.08, "reseed", "oversaturated / burned", "oversaturation"),),
+        (_rule("clipped_colour", ">", 0.18, "reseed", "oversaturated / burned", "oversaturation"),),
     ),
     "noise": Check(
         "noise",
@@ -90,9 +90,9 @@ CHECKS: dict[str, Check] = {
         "the 8-px latent grid of a bad VAE decode and straight VAE tiling seams (not measured "
         "for JPEG/WebP files, whose blocks form the same lattice)",
         (
-            _rule("latent_grid", ">", 19.0, "reseed", "8-px latent grid", "latent_grid",
+            _rule("latent_grid", ">", 29.0, "reseed", "8-px latent grid", "latent_grid",
                   on_missing="ignore"),
-            _rule("seam", ">", 0.49, "reseed", "tiling seam", "latent_grid", on_missing="ignore"),
+            _rule("tile_seam", ">", 0.22, "reseed", "tiling seam", "latent_grid", on_missing="ignore"),
         ),
     ),
     "duplication": Check(
