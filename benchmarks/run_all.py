@@ -55,7 +55,8 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark("clip_aesthetic_vs_torchmetrics --memory", "clip_aesthetic_vs_torchmetrics.py",
               ("--memory", "40", "160", "--batch-size", "16", "--workers", "2")),
     Benchmark("artifacts", "artifacts/run.py",
-              ("--data", "{work}", "--photos", "1", "--throughput", "8", "--workers", "2")),
+              ("--data", "{work}", "--photos", "1", "--no-real", "--throughput", "8", "--workers", "2")),
+    Benchmark("nsfw", "nsfw/run.py", ("--stored",)),
 )
 #: scripts in benchmarks/ that are not benchmarks themselves
 HELPERS = frozenset({"run_all.py", "ratios.py", "artifacts/build_set.py"})

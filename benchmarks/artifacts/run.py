@@ -436,6 +436,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--markdown", type=Path, help="also write the report as Markdown here")
     parser.add_argument("--photos", type=int, help="when building the set: only the first N photos of each half")
     parser.add_argument("--real", type=Path, help="when building the set: folder of real outputs to add")
+    parser.add_argument("--no-real", action="store_true", help="when building the set: photos only")
     parser.add_argument("--before", action="store_true",
                         help="evaluate with the rules shipped before issue 11 (photo-calibrated)")
     args = parser.parse_args(argv)
@@ -445,7 +446,7 @@ def main(argv: list[str] | None = None) -> int:
     labels = args.data / "labels.csv"
     if not labels.exists():
         print(f"building the set in {args.data} ...", file=sys.stderr)
-        build_set.build(args.data, args.workers, args.photos, args.real)
+        build_set.build(args.data, args.workers, args.photos, args.real, not args.no_real)
     with open(labels, newline="") as fh:
         rows = list(csv.DictReader(fh))
     values = measure(args.data, rows, args.workers, args.recompute)

@@ -26,6 +26,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
+sys.path.insert(0, str(HERE.parent))
+
+from ratios import record  # noqa: E402
 
 from sdeval.gates.checks import CHECKS  # noqa: E402
 from sdeval.results.schema import SEVERITY  # noqa: E402
@@ -128,9 +131,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=Path, help="folder holding the labelled files")
     parser.add_argument("--markdown", type=Path, help="also write the report between the markers of this file")
+    parser.add_argument("--stored", action="store_true", help="use the scores in labels.csv, do not re-score")
     args = parser.parse_args(argv)
     rows = read_labels()
-    folder = images_dir(args.images)
+    folder = None if args.stored else images_dir(args.images)
     stored = {r["filename"]: float(r["open_nsfw"]) for r in rows}
     if folder is not None:
         scores = rescore(folder, rows)
@@ -138,11 +142,19 @@ def main(argv: list[str] | None = None) -> int:
         source = f"re-scored from {folder} ({len(scores)} images; largest change vs labels.csv {drift:.4f})"
     else:
         scores = stored
-        source = "scores stored in labels.csv (the images are not in this checkout)"
+        source = "scores stored in labels.csv (" + ("--stored" if args.stored else "the images are not in this checkout") + ")"
     rules = " and ".join(f"`{r.describe()}`" for r in CHECKS["nsfw"].rules)
     out = [f"Rules: {rules}. Scores: {source}.", ""] + table(rows, scores)
     out += ["", "A single block threshold instead (the old default was `nsfw > 0.5 -> block`):", ""]
     out += sweep(rows, scores)
+    sfw = [scores[r["filename"]] for r in rows if r["label"] == "sfw" and r["filename"] in scores]
+    explicit = [scores[r["filename"]] for r in rows if r["label"] == "explicit" and r["filename"] in scores]
+    if sfw:
+        record("nsfw check: SFW real outputs blocked (share)",
+               sum(verdict(s) == "block" for s in sfw) / len(sfw), "<= 0.02")
+    if explicit:
+        record("nsfw check: explicit real outputs blocked (share)",
+               sum(verdict(s) == "block" for s in explicit) / len(explicit), ">= 1")
     text = "\n".join(out)
     print(text)
     if args.markdown:
