@@ -277,16 +277,17 @@ def grid_signal(grey_full: np.ndarray, crop: int = GRID_CROP, period: int = LATE
 def _column_wins(g: np.ndarray, reach: int) -> tuple[np.ndarray, np.ndarray]:
     """For each column boundary ``c`` (between columns c - 1 and c) that has ``reach`` neighbours
     on both sides: the fraction of rows in which its step is the strict maximum within ``reach``.
-    Returns (boundaries, fractions)."""
-    d = np.abs(g[:, 1:] - g[:, :-1])  # d[:, c - 1]: the step between columns c - 1 and c
-    cols = np.arange(reach + 1, d.shape[1] - reach + 1)
-    if cols.size == 0:
-        return cols, np.zeros(0)
-    win = d[:, (cols - 1)[:, None] + np.arange(-reach, reach + 1)[None, :]]
-    centre = win[:, :, reach]
-    others = np.maximum(win[:, :, :reach].max(axis=2), win[:, :, reach + 1:].max(axis=2))
-    wins = (centre > others) & (centre >= 2)
-    return cols, wins.mean(axis=0)
+    Returns (boundaries, fractions). ``g`` is uint8."""
+    cv2 = _cv2()
+    d = cv2.absdiff(g[:, 1:], g[:, :-1])  # d[:, c - 1]: the step between columns c - 1 and c
+    if d.shape[1] < 2 * reach + 1:
+        return np.zeros(0, np.int64), np.zeros(0)
+    ring = np.ones((1, 2 * reach + 1), np.uint8)
+    ring[0, reach] = 0
+    others = cv2.dilate(d, ring, borderType=cv2.BORDER_CONSTANT, borderValue=0)  # max of the neighbours
+    wins = (d > others) & (d >= 2)
+    frac = wins.mean(axis=0)[reach:d.shape[1] - reach]
+    return np.arange(reach + 1, d.shape[1] - reach + 1), frac
 
 
 def seam_signals(grey_full: np.ndarray, period: int = LATENT_CELL, reach: int = SEAM_REACH,
@@ -303,7 +304,7 @@ def seam_signals(grey_full: np.ndarray, period: int = LATENT_CELL, reach: int = 
     Rows (columns) are sampled every ``stride`` px: a seam runs through all of them.
     """
     best = excess = 0.0
-    for g in (grey_full[::stride].astype(np.int16), grey_full[:, ::stride].T.astype(np.int16)):
+    for g in (np.ascontiguousarray(grey_full[::stride]), np.ascontiguousarray(grey_full[:, ::stride].T)):
         cols, frac = _column_wins(g, reach)
         on = (cols % period == 0) & (cols >= period) & (cols <= g.shape[1] - period)
         if not on.any():
