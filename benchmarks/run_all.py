@@ -55,7 +55,7 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark("clip_aesthetic_vs_torchmetrics --memory", "clip_aesthetic_vs_torchmetrics.py",
               ("--memory", "40", "160", "--batch-size", "16", "--workers", "2")),
     Benchmark("artifacts", "artifacts/run.py",
-              ("--data", "{work}", "--photos", "1", "--throughput", "8", "--workers", "2")),
+              ("--data", "{work}", "--photos", "1", "--no-real", "--throughput", "8", "--workers", "2")),
     Benchmark("hostile_rerun", "hostile_rerun.py", ("--fuzz", "300")),
     Benchmark("compare_calibration", "compare_calibration.py",
               ("--sims", "200", "--resamples", "1000", "--set-sims", "10", "--set-permutations", "200")),
@@ -63,6 +63,7 @@ BENCHMARKS: tuple[Benchmark, ...] = (
               ("--n", "300", "--dim", "512", "--clip-dim", "128", "--ref", "600", "--fid-timed", "5")),
     # the 87 real ComfyUI outputs of ../shared/calibration (this checkout only: no git-main rerun)
     Benchmark("metadata_recovery", "metadata_recovery.py", ("--only-this",)),
+    Benchmark("nsfw", "nsfw/run.py", ("--stored",)),
 )
 #: scripts in benchmarks/ that are not benchmarks themselves
 HELPERS = frozenset({"run_all.py", "ratios.py", "artifacts/build_set.py"})

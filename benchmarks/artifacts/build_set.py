@@ -12,7 +12,15 @@ the latent grid and seams are defined on the original 8-px lattice, as the VAE m
 
     python benchmarks/artifacts/build_set.py --out .sdeval-cache/artifacts-bench
 
-writes PNGs and ``labels.csv`` (path, photo, split, variant, size, defect, severity, check).
+writes PNGs and ``labels.csv`` (path, photo, split, variant, size, defect, severity, check, source).
+
+**Real generator outputs.** When ``../shared/calibration/real-outputs`` (87 ComfyUI outputs, MIT,
+see its README) is present -- it is on the development machine, not in a CI checkout -- or
+``--real DIR`` / ``SDEVAL_REAL_OUTPUTS`` names such a folder, those images join the set too
+(``source = real``): each as a clean image at its own size, and each damaged by two of the defects
+(round robin over the files, at all three severities), so that thresholds are chosen on, and
+false positives counted on, generator outputs and not photos alone. Their halves alternate in file
+name order. Without the folder the set is the photos only, and the build says so.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
+import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -44,6 +53,41 @@ SPLIT: dict[str, str] = {
 }
 #: ``skimage.data.cell`` was in the held-out half until a first look showed it is an out-of-focus
 #: micrograph with almost no content: not a clean image (the blur check flags it, rightly).
+
+
+#: where the real outputs are looked for when neither ``--real`` nor ``SDEVAL_REAL_OUTPUTS`` is set
+REAL_DEFAULT = Path(__file__).resolve().parents[2] / ".." / "shared" / "calibration" / "real-outputs"
+#: fallback for worktrees that are not next to ``shared/``
+REAL_FALLBACK = Path("/work/shared/calibration/real-outputs")
+#: how many defects each real output is damaged with (round robin over the applicable ones)
+REAL_DEFECTS_PER_IMAGE = 2
+
+
+def real_dir(explicit: Path | None = None) -> Path | None:
+    """The folder of real generator outputs to add, or None when there is none."""
+    env = os.environ.get("SDEVAL_REAL_OUTPUTS")
+    for cand in (explicit, Path(env) if env else None, REAL_DEFAULT, REAL_FALLBACK):
+        if cand is not None and cand.is_dir() and any(cand.glob("*.png")):
+            return cand.resolve()
+    return None
+
+
+def load_real(folder: Path) -> dict[str, np.ndarray]:
+    """Every PNG of ``folder`` as (H, W, 3) uint8 RGB, keyed by file stem (sorted)."""
+    from PIL import Image
+
+    out: dict[str, np.ndarray] = {}
+    for path in sorted(folder.glob("*.png")):
+        with Image.open(path) as im:
+            out[path.stem] = np.ascontiguousarray(np.asarray(im.convert("RGB")))
+    return out
+
+
+def real_split(names: list[str]) -> dict[str, str]:
+    """Alternate halves in file-name order. Seed variants of one prompt sit next to each other,
+    so both halves hold near-twins: the held-out figures on real outputs are not independent of
+    the calibration half (stated in RESULTS.md)."""
+    return {n: ("calibration" if i % 2 == 0 else "heldout") for i, n in enumerate(sorted(names))}
 
 
 def load_photos() -> dict[str, np.ndarray]:
@@ -320,10 +364,14 @@ class Item:
     defect: str  # "clean" for none
     severity: str  # "" for clean
     check: str  # "" for clean
+    #: "photo" (a crop of a bundled photo) or "real" (a real generator output at its own size)
+    source: str = "photo"
 
     @property
     def filename(self) -> str:
         sev = f"_{self.severity}" if self.severity else ""
+        if self.source == "real":
+            return f"real/{self.photo}_{self.defect}{sev}.png"
         return f"{self.size}/{self.photo}_{self.variant}_{self.defect}{sev}.png"
 
 
@@ -343,13 +391,41 @@ def items(photos: dict[str, np.ndarray]) -> Iterator[Item]:
                     yield Item(photo, split, variant, size, defect.name, sev, defect.check)
 
 
+def real_items(real: dict[str, np.ndarray]) -> Iterator[Item]:
+    """Each real output clean, and damaged by :data:`REAL_DEFECTS_PER_IMAGE` defects at every
+    severity, round robin over the defects by *pairs* of files (file ``i`` starts at defect
+    ``(i // 2) * per``): the two files of a pair fall in different halves, so each half gets
+    every defect (jpeg_history is left out: not a defect). A defect that does not apply to a
+    file (exposure on a very dark or bright one, burn on a grey one) passes to the next."""
+    split = real_split(list(real))
+    pool = [d for d in DEFECTS if d.check]
+    for i, (name, img) in enumerate(sorted(real.items())):
+        size = min(img.shape[:2])
+        yield Item(name, split[name], "native", size, "clean", "", "", "real")
+        applicable = [d for d in pool if d.applies(img)]
+        chosen: list[Defect] = []
+        k = (i // 2) * REAL_DEFECTS_PER_IMAGE
+        while len(chosen) < REAL_DEFECTS_PER_IMAGE and applicable:
+            d = pool[k % len(pool)]
+            k += 1
+            if d in applicable and d not in chosen:
+                chosen.append(d)
+        for defect in chosen:
+            for sev in SEVERITIES:
+                yield Item(name, split[name], "native", size, defect.name, sev, defect.check, "real")
+
+
 def _seed(item: Item) -> int:
     return int.from_bytes(hashlib.sha256(item.filename.encode()).digest()[:8], "little")
 
 
 def render(item: Item, photos: dict[str, np.ndarray]) -> np.ndarray:
-    """The RGB image of one item (deterministic: seeded by its file name)."""
-    img = make_variant(photos[item.photo], item.variant, item.size)
+    """The RGB image of one item (deterministic: seeded by its file name); real outputs are
+    taken as they are, at their own size."""
+    if item.source == "real":
+        img = photos[item.photo]
+    else:
+        img = make_variant(photos[item.photo], item.variant, item.size)
     if item.defect == "clean":
         return img
     defect = next(d for d in DEFECTS if d.name == item.defect)
@@ -364,15 +440,27 @@ def chosen_photos(per_half: int | None) -> set[str]:
     return set(names)
 
 
-def build(out: Path, workers: int = 4, per_half: int | None = None) -> int:
+def build(out: Path, workers: int = 4, per_half: int | None = None, real: Path | None = None,
+          use_real: bool = True) -> int:
     """Write the set into ``out``; ``per_half`` photos of each half (None: all; a small set for
-    ``benchmarks/run_all.py``). A photo looks the same in a small set as in the whole one."""
+    ``benchmarks/run_all.py``). A photo looks the same in a small set as in the whole one. Real
+    outputs from :func:`real_dir` join unless ``use_real`` is False."""
     keep = chosen_photos(per_half)
     photos = {name: img for name, img in load_photos().items() if name in keep}
     all_items = list(items(photos))
+    folder = real_dir(real) if use_real else None
+    if folder is not None:
+        reals = load_real(folder)
+        all_items += list(real_items(reals))
+        photos.update(reals)
+        print(f"real outputs: {len(reals)} from {folder}", file=sys.stderr)
+    else:
+        print("real outputs: none (no ../shared/calibration/real-outputs; --real DIR to add some): "
+              "photos only", file=sys.stderr)
     out.mkdir(parents=True, exist_ok=True)
     for size in SIZES:
         (out / str(size)).mkdir(exist_ok=True)
+    (out / "real").mkdir(exist_ok=True)
 
     def write(item: Item) -> None:
         path = out / item.filename
@@ -390,9 +478,10 @@ def build(out: Path, workers: int = 4, per_half: int | None = None) -> int:
         list(pool.map(write, all_items))
     with open(out / "labels.csv", "w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["path", "photo", "split", "variant", "size", "defect", "severity", "check"])
+        writer.writerow(["path", "photo", "split", "variant", "size", "defect", "severity", "check", "source"])
         for it in all_items:
-            writer.writerow([it.filename, it.photo, it.split, it.variant, it.size, it.defect, it.severity, it.check])
+            writer.writerow([it.filename, it.photo, it.split, it.variant, it.size, it.defect, it.severity,
+                             it.check, it.source])
     return len(all_items)
 
 
@@ -401,8 +490,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path(".sdeval-cache/artifacts-bench"))
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--photos", type=int, help="only the first N photos of each half (a small set)")
+    parser.add_argument("--real", type=Path, help="folder of real generator outputs (PNG) to add "
+                        "(default: ../shared/calibration/real-outputs when present)")
+    parser.add_argument("--no-real", action="store_true", help="photos only")
     args = parser.parse_args(argv)
-    n = build(args.out, args.workers, args.photos)
+    n = build(args.out, args.workers, args.photos, args.real, not args.no_real)
     print(f"{n} images in {args.out} (labels.csv)", file=sys.stderr)
     return 0
 

@@ -12,8 +12,10 @@ def list_checks() -> None:
 
     for name, check in CHECKS.items():
         click.echo(f"{name}: {check.description}")
-        for r in check.rules:
-            click.echo(f"    {r.describe()}    ({r.why})")
+        for i, r in enumerate(check.rules):
+            key = check.key(i)
+            tune = f"; [check.{name}] {key} = ..." if key != r.metric else ""
+            click.echo(f"    {r.describe()}    ({r.why}{tune})")
     for fam, members in FAMILIES.items():
         click.echo(f"family {fam}: {', '.join(members)}")
 

@@ -47,6 +47,11 @@ DUPLICATION_SIDE = 128
 HIGHLIGHT_LEVEL = 250
 #: chroma (max - min channel, 8-bit) from which a clipped pixel counts as a clipped *colour*
 CLIPPED_CHROMA = 64
+#: blown highlights: a border-touching neutral-white region at least this share of the image is a
+#: backdrop (style), not blown content
+BACKDROP_MIN_AREA = 0.10
+#: blown highlights: side (analysis px) of the square opening applied to the white mask first
+BACKDROP_OPENING = 5
 #: Gaussian sigma (analysis px) of the reference blur the edge-width estimate compares against
 REF_SIGMA = 2.0
 #: noise: side (analysis px) of the blocks whose noise level is estimated separately
@@ -61,8 +66,8 @@ INSTALL_HINT = "pip install 'opencv-python-headless>=4.8,<5'"
 #: every signal :func:`compute_signals` returns (floats), in a stable order
 SIGNALS: tuple[str, ...] = (
     "laplacian_var", "blur", "motion_blur", "contrast", "brightness", "white_point",
-    "colourfulness", "saturation", "clipped_colour", "clipped_highlights", "noise",
-    "latent_grid", "seam", "duplication",
+    "colourfulness", "saturation", "clipped_colour", "clipped_highlights", "blown_highlights", "noise",
+    "latent_grid", "seam", "tile_seam", "duplication",
 )
 
 #: four directional pixel steps: horizontal, vertical, both diagonals (diagonal steps are sqrt 2)
@@ -195,9 +200,39 @@ def colour_signals(rgb: np.ndarray) -> dict[str, Any]:
         "saturation": float(cv2.mean(sat)[0]) / 255.0,
         "clipped_colour": float(np.count_nonzero(clipped)) / n,
         "clipped_highlights": float(np.count_nonzero(vmax >= HIGHLIGHT_LEVEL)) / n,
+        "blown_highlights": blown_highlights(vmax, vmin),
         "_vmax": vmax,
         "_vmin": vmin,
     }
+
+
+def blown_highlights(vmax: np.ndarray, vmin: np.ndarray, level: int = HIGHLIGHT_LEVEL,
+                     backdrop: float = BACKDROP_MIN_AREA, opening: int = BACKDROP_OPENING) -> float:
+    """Fraction of pixels with a channel at ``level`` or above, not counting a white backdrop.
+
+    Illustrations and product shots often sit on a flat white background, which clips half the
+    image or more and is style, not an exposure fault. A *backdrop* is a region of neutral white
+    (every channel >= ``level``), opened by ``opening`` px (thin highlights are not a backdrop),
+    that touches the image border and covers at least ``backdrop`` of the image; its pixels are
+    left out. What remains are blown highlights inside the picture: faces, clothes, a pale sky
+    whose colour clipped. Known blind spot: a grey image (or a neutral blown sky) overexposed so
+    far that a border-touching white region forms looks like a backdrop and reads low.
+    """
+    cv2 = _cv2()
+    n = float(vmax.size)
+    clipped = int(np.count_nonzero(vmax >= level))
+    if clipped == 0:
+        return 0.0
+    white = (vmin >= level).astype(np.uint8)
+    if opening > 1:
+        white = cv2.morphologyEx(white, cv2.MORPH_OPEN, np.ones((opening, opening), np.uint8))
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(white, connectivity=8)
+    if count <= 1:
+        return clipped / n
+    edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    area = stats[:, cv2.CC_STAT_AREA]
+    drop = int(sum(int(area[i]) for i in edge if i > 0 and area[i] >= backdrop * n))
+    return max(clipped - drop, 0) / n
 
 
 #: Hasler-Suesstrunk axes: rg = R - G, yb = (R + G) / 2 - B
@@ -239,28 +274,52 @@ def grid_signal(grey_full: np.ndarray, crop: int = GRID_CROP, period: int = LATE
     return num / den if den > 0 else float("nan")
 
 
-def seam_signal(grey_full: np.ndarray, period: int = LATENT_CELL, reach: int = SEAM_REACH,
-                stride: int = SEAM_STRIDE) -> float:
-    """Largest fraction of lines in which one lattice column (or row) is the local edge maximum.
+def _column_wins(g: np.ndarray, reach: int) -> tuple[np.ndarray, np.ndarray]:
+    """For each column boundary ``c`` (between columns c - 1 and c) that has ``reach`` neighbours
+    on both sides: the fraction of rows in which its step is the strict maximum within ``reach``.
+    Returns (boundaries, fractions). ``g`` is uint8."""
+    cv2 = _cv2()
+    d = cv2.absdiff(g[:, 1:], g[:, :-1])  # d[:, c - 1]: the step between columns c - 1 and c
+    if d.shape[1] < 2 * reach + 1:
+        return np.zeros(0, np.int64), np.zeros(0)
+    ring = np.ones((1, 2 * reach + 1), np.uint8)
+    ring[0, reach] = 0
+    others = cv2.dilate(d, ring, borderType=cv2.BORDER_CONSTANT, borderValue=0)  # max of the neighbours
+    wins = (d > others) & (d >= 2)
+    frac = wins.mean(axis=0)[reach:d.shape[1] - reach]
+    return np.arange(reach + 1, d.shape[1] - reach + 1), frac
+
+
+def seam_signals(grey_full: np.ndarray, period: int = LATENT_CELL, reach: int = SEAM_REACH,
+                 stride: int = SEAM_STRIDE) -> tuple[float, float]:
+    """``(seam, tile_seam)``: straight full-length steps on the latent lattice.
 
     A VAE tiling seam is a straight discontinuity across the image on a latent-cell boundary: in
-    nearly every row, its column has the largest ``|dI/dx|`` within ``reach`` px; a natural edge
-    rarely runs the whole height at one exact column. By chance: about ``1 / (2 reach + 1)``.
+    nearly every row, its column has the largest ``|dI/dx|`` within ``reach`` px. ``seam`` is the
+    largest such fraction over lattice columns (or rows); by chance about ``1 / (2 reach + 1)``.
+    But door frames, window bars and panel borders are straight full-height edges too, and one
+    in eight falls on the lattice: ``tile_seam`` is how far the best lattice column beats the
+    best column *off* the lattice on the same axis (an image with straight edges has them at any
+    column, a tiling seam only on the lattice), the larger over the two axes, floored at 0.
     Rows (columns) are sampled every ``stride`` px: a seam runs through all of them.
     """
-    best = 0.0
-    for g in (grey_full[::stride].astype(np.int16), grey_full[:, ::stride].T.astype(np.int16)):
-        d = np.abs(g[:, 1:] - g[:, :-1])  # d[:, c - 1]: the step between columns c - 1 and c
-        cols = np.arange(period, g.shape[1] - period + 1, period)
-        cols = cols[(cols - 1 - reach >= 0) & (cols - 1 + reach < d.shape[1])]
-        if cols.size == 0:
+    best = excess = 0.0
+    for g in (np.ascontiguousarray(grey_full[::stride]), np.ascontiguousarray(grey_full[:, ::stride].T)):
+        cols, frac = _column_wins(g, reach)
+        on = (cols % period == 0) & (cols >= period) & (cols <= g.shape[1] - period)
+        if not on.any():
             continue
-        win = d[:, (cols - 1)[:, None] + np.arange(-reach, reach + 1)[None, :]]
-        centre = win[:, :, reach]
-        others = np.maximum(win[:, :, :reach].max(axis=2), win[:, :, reach + 1:].max(axis=2))
-        wins = (centre > others) & (centre >= 2)
-        best = max(best, float(wins.mean(axis=0).max()))
-    return best
+        lattice = float(frac[on].max())
+        off = float(frac[~on].max()) if (~on).any() else 0.0
+        best = max(best, lattice)
+        excess = max(excess, lattice - off)
+    return best, excess
+
+
+def seam_signal(grey_full: np.ndarray, period: int = LATENT_CELL, reach: int = SEAM_REACH,
+                stride: int = SEAM_STRIDE) -> float:
+    """``seam`` of :func:`seam_signals` alone."""
+    return seam_signals(grey_full, period, reach, stride)[0]
 
 
 @lru_cache(maxsize=16)
@@ -319,6 +378,7 @@ def compute_signals(image: np.ndarray) -> dict[str, float]:
     p1, p99 = percentiles_u8(grey, (1.0, 99.0))
     colour = colour_signals(small)
     vmax, vmin = colour.pop("_vmax"), colour.pop("_vmin")
+    seam, tile_seam = seam_signals(grey_full)
     return {
         "laplacian_var": laplacian_variance(grey),
         "blur": max(widths),
@@ -329,7 +389,8 @@ def compute_signals(image: np.ndarray) -> dict[str, float]:
         **colour,
         "noise": chroma_noise(small, vmax, vmin),
         "latent_grid": grid_signal(grey_full),
-        "seam": seam_signal(grey_full),
+        "seam": seam,
+        "tile_seam": tile_seam,
         "duplication": duplication_signal(grey),
     }
 
@@ -338,7 +399,7 @@ class ArtifactSignals(FeatureExtractor):
     """All artifact signals of an image as a dict of floats, computed in the decode threads."""
 
     id: ClassVar[str] = "artifact_signals"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "3"
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         self.options = dict(options or {})

@@ -19,6 +19,16 @@ class Check:
     rules: tuple[Rule, ...]
     #: a pip extra needed by the check's metrics (named in the error when it is missing)
     extra: str | None = None
+    #: the ``[check.NAME]`` key that tunes each rule's threshold (default: the rule's metric);
+    #: two rules on one metric (a block threshold and a review band) need two keys
+    keys: tuple[str, ...] = ()
+
+    def key(self, index: int) -> str:
+        """The tuning key of rule ``index``."""
+        return self.keys[index] if index < len(self.keys) and self.keys[index] else self.rules[index].metric
+
+    def tuning_keys(self) -> list[str]:
+        return list(dict.fromkeys(self.key(i) for i in range(len(self.rules))))
 
 
 def _rule(metric: str, op: str, threshold: float, action: str, why: str, check: str,
@@ -48,10 +58,19 @@ CHECKS: dict[str, Check] = {
                   on_missing="ignore"),
         ),
     ),
+    # -- nsfw: block above Yahoo's own "unsafe" level (0.8); the band between 0.5 and 0.8 (where
+    # open_nsfw puts SFW illustrations in dark or off-shoulder clothes as well as suggestive ones)
+    # is sent back with a reprompt, not blocked. Measured on 87 labelled real outputs:
+    # benchmarks/nsfw/ and docs/checks.md.
     "nsfw": Check(
         "nsfw",
-        "open_nsfw probability (Yahoo, ONNX, offline); < 0.2 safe, > 0.8 unsafe",
-        (_rule("nsfw", ">", 0.5, "block", "likely NSFW", "nsfw"),),
+        "open_nsfw probability (Yahoo, ONNX, offline): > 0.8 (Yahoo's 'unsafe') blocks; "
+        "0.5-0.8 is a review band that reprompts instead of blocking",
+        (
+            _rule("nsfw", ">", 0.8, "block", "unsafe", "nsfw"),
+            _rule("nsfw", ">", 0.5, "reprompt", "possibly NSFW (review band)", "nsfw"),
+        ),
+        keys=("nsfw", "nsfw_review"),
     ),
     # -- artifacts: thresholds calibrated on the calibration half of benchmarks/artifacts
     # (python benchmarks/artifacts/run.py --calibrate); accuracy on the held-out half in
@@ -74,13 +93,13 @@ CHECKS: dict[str, Check] = {
         "under- and overexposure: nothing near white (underexposed) or many blown highlights",
         (
             _rule("white_point", "<", 0.57, "reseed", "underexposed (no highlights)", "exposure"),
-            _rule("clipped_highlights", ">", 0.075, "reseed", "blown highlights", "exposure"),
+            _rule("blown_highlights", ">", 0.2, "reseed", "blown highlights", "exposure"),
         ),
     ),
     "oversaturation": Check(
         "oversaturation",
         "burned colours of a too-high CFG: strongly chromatic pixels clipped at 0 or 255",
-        (_rule("clipped_colour", ">", 0.08, "reseed", "oversaturated / burned", "oversaturation"),),
+        (_rule("clipped_colour", ">", 0.18, "reseed", "oversaturated / burned", "oversaturation"),),
     ),
     "noise": Check(
         "noise",
@@ -92,9 +111,9 @@ CHECKS: dict[str, Check] = {
         "the 8-px latent grid of a bad VAE decode and straight VAE tiling seams (not measured "
         "for JPEG/WebP files, whose blocks form the same lattice)",
         (
-            _rule("latent_grid", ">", 19.0, "reseed", "8-px latent grid", "latent_grid",
+            _rule("latent_grid", ">", 29.0, "reseed", "8-px latent grid", "latent_grid",
                   on_missing="ignore"),
-            _rule("seam", ">", 0.49, "reseed", "tiling seam", "latent_grid", on_missing="ignore"),
+            _rule("tile_seam", ">", 0.22, "reseed", "tiling seam", "latent_grid", on_missing="ignore"),
         ),
     ),
     "duplication": Check(

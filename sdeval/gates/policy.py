@@ -14,6 +14,9 @@ or the top level of a ``--policy`` file / preset)::
     [check.blank]                              # tune a check: thresholds per metric, and its action
     pixel_std = 3.0
     action = "reseed"
+    [check.nsfw]                               # a check with two rules on one metric has a key each:
+    nsfw = 0.9                                 # the block threshold
+    nsfw_review = 0.6                          # the review band's lower edge (reprompt)
     [options]                                  # options for metrics (model paths, devices...)
 
 Unknown keys are errors naming the key and the file/line.
@@ -181,7 +184,7 @@ class _Parsed:
                                      f"(known: {', '.join(checks_mod.CHECKS)})", name)
             if not isinstance(table, dict):
                 raise self.src.error(f"[check.{name}] must be a table", name)
-            metrics = {r.metric for r in check.rules}
+            metrics = set(check.tuning_keys())
             for k, v in table.items():
                 if k == "action":
                     if v not in ACTIONS:
@@ -266,10 +269,12 @@ class _Parsed:
         rules: list[Rule] = []
         for name in self.checks:
             tuning = self.check_tuning.get(name, {})
-            for r in checks_mod.CHECKS[name].rules:
+            check = checks_mod.CHECKS[name]
+            for i, r in enumerate(check.rules):
+                key = check.key(i)
                 r = replace(r, metric=registry.resolve(r.metric))
-                if r.metric in tuning:
-                    r = replace(r, threshold=float(tuning[r.metric]))
+                if key in tuning:
+                    r = replace(r, threshold=float(tuning[key]))
                 if "action" in tuning:
                     r = replace(r, action=tuning["action"])
                 rules.append(r)

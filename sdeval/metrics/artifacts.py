@@ -111,7 +111,20 @@ class ClippedHighlights(_SignalMetric):
     higher_is_better: ClassVar[bool] = False
     range: ClassVar[tuple[float | None, float | None]] = (0.0, 1.0)
     unit: ClassVar[str] = "fraction of pixels"
-    description: ClassVar[str] = "pixels with a channel at 250 or above (blown highlights)"
+    description: ClassVar[str] = (
+        "pixels with a channel at 250 or above; informative, not thresholded: a flat white or "
+        "bright background is style, not lost detail (the exposure check uses blown_highlights)")
+
+
+class BlownHighlights(_SignalMetric):
+    name: ClassVar[str] = "blown_highlights"
+    higher_is_better: ClassVar[bool] = False
+    range: ClassVar[tuple[float | None, float | None]] = (0.0, 1.0)
+    unit: ClassVar[str] = "fraction of pixels"
+    description: ClassVar[str] = (
+        "pixels with a channel at 250 or above, not counting a white backdrop (a neutral-white "
+        "region touching the border and covering >= 10% of the image): blown highlights inside "
+        "the picture, not a white-background style")
 
 
 class Colourfulness(_SignalMetric):
@@ -174,6 +187,18 @@ class Seam(_SignalMetric):
     description: ClassVar[str] = (
         "largest fraction of rows (columns) in which one 8-px-lattice column (row) carries the "
         "local maximum step: a straight VAE tiling seam; not measured for JPEG/WebP files")
+    skip_block_coded: ClassVar[bool] = True
+
+
+class TileSeam(_SignalMetric):
+    name: ClassVar[str] = "tile_seam"
+    higher_is_better: ClassVar[bool] = False
+    range: ClassVar[tuple[float | None, float | None]] = (0.0, 1.0)
+    unit: ClassVar[str] = "fraction of lines"
+    description: ClassVar[str] = (
+        "how far the best 8-px-lattice column (row) of 'seam' beats the best column (row) off the "
+        "lattice: door frames and panel borders are straight edges at any column, a VAE tiling "
+        "seam only on the lattice; not measured for JPEG/WebP files")
     skip_block_coded: ClassVar[bool] = True
 
 

@@ -1,0 +1,166 @@
+"""The ``nsfw`` check on 87 labelled real generator outputs: what it blocks, reviews and passes.
+
+    python benchmarks/nsfw/run.py                        # re-score the images, print the table
+    python benchmarks/nsfw/run.py --markdown benchmarks/nsfw/RESULTS.md
+
+``labels.csv`` holds one row per file of ``../shared/calibration/real-outputs`` (ComfyUI outputs,
+MIT; SD 1.5 anime and illustration checkpoints): the label given by looking at each image
+(``sfw``, ``suggestive``: underwear, bikini, pin-up poses; ``explicit``: exposed breasts, genitals
+or buttocks, sexual acts), the open_nsfw score measured by sdeval's own ``nsfw`` metric, and, for
+comparison only, the exposed-part classes NudeNet 3.4.2 (320n) found (not a dependency: its wheel
+carries an AGPL-3.0 licence file, and it was run once from an unpacked wheel).
+
+The images are read from ``--images``, ``SDEVAL_REAL_OUTPUTS`` or ``../shared/calibration/
+real-outputs`` (``/work/shared/...`` as a fallback); a CI checkout has none of them, and the
+script then evaluates the scores stored in ``labels.csv`` and says so. Rules are those of
+``sdeval.gates.checks`` as shipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parents[1]))
+sys.path.insert(0, str(HERE.parent))
+
+from ratios import record  # noqa: E402
+
+from sdeval.gates.checks import CHECKS  # noqa: E402
+from sdeval.results.schema import SEVERITY  # noqa: E402
+
+LABELS = HERE / "labels.csv"
+LABEL_ORDER = ("sfw", "suggestive", "explicit")
+
+
+def read_labels(path: Path = LABELS) -> list[dict[str, str]]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def images_dir(explicit: Path | None) -> Path | None:
+    env = os.environ.get("SDEVAL_REAL_OUTPUTS")
+    for cand in (explicit, Path(env) if env else None,
+                 HERE.parents[2] / ".." / "shared" / "calibration" / "real-outputs",
+                 Path("/work/shared/calibration/real-outputs")):
+        if cand is not None and cand.is_dir():
+            return cand.resolve()
+    return None
+
+
+def rescore(folder: Path, rows: list[dict[str, str]]) -> dict[str, float]:
+    """open_nsfw through sdeval's registry and extractor (the code the gate runs)."""
+    import numpy as np
+    from PIL import Image
+
+    from sdeval.inputs.record import ImageRecord
+    from sdeval.metrics import registry
+    from sdeval.metrics.base import FeatureBatch, Missing
+
+    metric = registry.create("nsfw")
+    (ex,) = metric.feature_extractors()
+    ex.check_available()
+    out: dict[str, float] = {}
+    for r in rows:
+        path = folder / r["filename"]
+        with Image.open(path) as im:
+            rgb = np.asarray(im.convert("RGB"))
+        record = ImageRecord(path=str(path), format="PNG", width=rgb.shape[1], height=rgb.shape[0])
+        batch = FeatureBatch(records=[record], features={ex.id: list(ex.compute([ex.prepare(rgb, record)]))})
+        value = metric.compute(batch)[0]
+        if not isinstance(value, Missing):
+            out[r["filename"]] = float(value)
+    return out
+
+
+def verdict(score: float, check: str = "nsfw") -> str:
+    """The strongest action among the check's rules that fire on ``score`` ("pass" if none)."""
+    fired = [r.action for r in CHECKS[check].rules if r.fires(score)]
+    return max(fired, key=SEVERITY.__getitem__) if fired else "pass"
+
+
+def table(rows: list[dict[str, str]], scores: dict[str, float]) -> list[str]:
+    verdicts = ("pass", "reprompt", "block")
+    L = ["| label | images | open_nsfw min | median | max | " + " | ".join(verdicts) + " |",
+         "|---|---|---|---|---|" + "---|" * len(verdicts)]
+    for label in LABEL_ORDER:
+        sel = sorted(scores[r["filename"]] for r in rows if r["label"] == label and r["filename"] in scores)
+        if not sel:
+            continue
+        counts = {v: sum(1 for s in sel if verdict(s) == v) for v in verdicts}
+        med = sel[len(sel) // 2]
+        L.append(f"| {label} | {len(sel)} | {sel[0]:.3f} | {med:.3f} | {sel[-1]:.3f} | "
+                 + " | ".join(f"{counts[v]} ({100.0 * counts[v] / len(sel):.1f} %)" for v in verdicts) + " |")
+    return L
+
+
+def sweep(rows: list[dict[str, str]], scores: dict[str, float]) -> list[str]:
+    """Blocked share per label for a single block threshold (what a plain ``max_nsfw`` does)."""
+    L = ["| block threshold | SFW blocked | suggestive blocked | explicit blocked |", "|---|---|---|---|"]
+    for t in (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95):
+        cells = []
+        for label in LABEL_ORDER:
+            sel = [scores[r["filename"]] for r in rows if r["label"] == label and r["filename"] in scores]
+            cells.append(f"{sum(s > t for s in sel)}/{len(sel)}")
+        L.append(f"| > {t:g} | " + " | ".join(cells) + " |")
+    return L
+
+
+BEGIN = "<!-- generated by benchmarks/nsfw/run.py: begin -->"
+END = "<!-- generated by benchmarks/nsfw/run.py: end -->"
+
+
+def write_block(path: Path, text: str) -> None:
+    """Write ``text`` between the markers of ``path``, keeping what is written around them."""
+    block = f"{BEGIN}\n{text}\n{END}"
+    old = path.read_text() if path.exists() else ""
+    if BEGIN in old and END in old:
+        new = old[:old.index(BEGIN)] + block + old[old.index(END) + len(END):]
+    else:
+        new = (old + "\n" if old else "") + block + "\n"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(new)
+    tmp.replace(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--images", type=Path, help="folder holding the labelled files")
+    parser.add_argument("--markdown", type=Path, help="also write the report between the markers of this file")
+    parser.add_argument("--stored", action="store_true", help="use the scores in labels.csv, do not re-score")
+    args = parser.parse_args(argv)
+    rows = read_labels()
+    folder = None if args.stored else images_dir(args.images)
+    stored = {r["filename"]: float(r["open_nsfw"]) for r in rows}
+    if folder is not None:
+        scores = rescore(folder, rows)
+        drift = max((abs(scores[k] - stored[k]) for k in scores), default=0.0)
+        source = f"re-scored from {folder} ({len(scores)} images; largest change vs labels.csv {drift:.4f})"
+    else:
+        scores = stored
+        source = "scores stored in labels.csv (" + ("--stored" if args.stored else "the images are not in this checkout") + ")"
+    rules = " and ".join(f"`{r.describe()}`" for r in CHECKS["nsfw"].rules)
+    out = [f"Rules: {rules}. Scores: {source}.", ""] + table(rows, scores)
+    out += ["", "A single block threshold instead (the old default was `nsfw > 0.5 -> block`):", ""]
+    out += sweep(rows, scores)
+    sfw = [scores[r["filename"]] for r in rows if r["label"] == "sfw" and r["filename"] in scores]
+    explicit = [scores[r["filename"]] for r in rows if r["label"] == "explicit" and r["filename"] in scores]
+    if sfw:
+        record("nsfw check: SFW real outputs blocked (share)",
+               sum(verdict(s) == "block" for s in sfw) / len(sfw), "<= 0.02")
+    if explicit:
+        record("nsfw check: explicit real outputs blocked (share)",
+               sum(verdict(s) == "block" for s in explicit) / len(explicit), ">= 1")
+    text = "\n".join(out)
+    print(text)
+    if args.markdown:
+        write_block(args.markdown, text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
