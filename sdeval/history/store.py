@@ -328,11 +328,11 @@ def stored_version(conn: Connection) -> int | None:
 
 def _refuse_newer(store: Store, version: int) -> None:
     if version > SCHEMA_VERSION:
-        from sdeval import __version__
+        from sdeval.core.versions import package_versions
 
         raise HistoryVersionError(
             f"history {store.name} has schema version {version}, written by a newer sdeval; this sdeval "
-            f"({__version__}) reads versions up to {SCHEMA_VERSION}. Upgrade sdeval (pip install -U sdeval) "
+            f"({package_versions().get('sdeval')}) reads versions up to {SCHEMA_VERSION}. Upgrade sdeval (pip install -U sdeval) "
             "or use another --history; the database was not changed.")
 
 
