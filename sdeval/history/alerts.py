@@ -5,7 +5,7 @@ label and protocol before this one. The value alerts when it is worse than the b
 ``max(margin, k × spread)``, and, where the run has an interval, the interval does not reach the
 baseline. ``spread`` is the series' run-to-run spread measured robustly: 1.4826 × the median absolute
 difference of consecutive runs / √2 (the MAD estimate of σ for differences, which neither a step nor a
-slow drift inflates), over the last 30 earlier runs. A series with fewer than 3 earlier runs never
+slow drift inflates), over the last 60 earlier runs. A series with fewer than 3 earlier runs never
 alerts, and the check says so. ``benchmarks/history_alerts.py`` measures false alerts a year and
 nights to detect a step and a drift for these defaults.
 
@@ -27,9 +27,9 @@ from sqlalchemy.engine import Connection
 from sdeval.history.store import run_values, runs
 
 DEFAULT_WINDOW = 7
-DEFAULT_SPREAD_K = 4.0
+DEFAULT_SPREAD_K = 5.0
 MIN_EARLIER_RUNS = 3
-SPREAD_WINDOW = 30
+SPREAD_WINDOW = 60
 _MAD_TO_SIGMA = 1.4826
 
 
