@@ -56,6 +56,8 @@ BENCHMARKS: tuple[Benchmark, ...] = (
               ("--memory", "40", "160", "--batch-size", "16", "--workers", "2")),
     Benchmark("artifacts", "artifacts/run.py",
               ("--data", "{work}", "--photos", "1", "--throughput", "8", "--workers", "2")),
+    Benchmark("history_alerts", "history_alerts.py", ("--years", "10")),
+    Benchmark("history_speed", "history_speed.py", ("--runs", "500", "--records", "10")),
 )
 #: scripts in benchmarks/ that are not benchmarks themselves
 HELPERS = frozenset({"run_all.py", "ratios.py", "artifacts/build_set.py"})

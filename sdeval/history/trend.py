@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sdeval.core.errors import UsageError
 from sdeval.history.alerts import change_points
 from sdeval.history.queries import SeriesPoint, labels, metric_names, series
-from sdeval.history.store import Store, alerts
+from sdeval.history.store import Store, alerts, runs
 
 _BARS = "▁▂▃▄▅▆▇█"
 #: values shown first on the dashboard (the issue's list), then the rest by name
@@ -86,17 +86,14 @@ def trend(store: Store, metric: str, *, label: str | None = None, last: int | No
             raise UsageError(f"no value named {metric!r} in the runs labelled {label!r}"
                              + (f" (similar: {', '.join(close)})" if close else f" ({len(names)} names: "
                                                                                   "see 'sdeval history show latest')"))
-        alerted = _alerted_runs(conn, metric, [p.run_id for p in pts])
+        alerted = _alerted_runs(conn, metric, label)
     return build_trend(metric, label, pts, alerted)
 
 
-def _alerted_runs(conn: Any, metric: str, run_ids: Sequence[int]) -> set[int]:
-    out: set[int] = set()
-    for i in range(0, len(run_ids), 900):
-        chunk = list(run_ids[i:i + 900])
-        out.update(r[0] for r in conn.execute(sa.select(alerts.c.run_id).distinct()
-                                              .where(alerts.c.metric == metric, alerts.c.run_id.in_(chunk))))
-    return out
+def _alerted_runs(conn: Any, metric: str, label: str) -> set[int]:
+    q = (sa.select(alerts.c.run_id).distinct().join(runs, runs.c.id == alerts.c.run_id)
+         .where(alerts.c.metric == metric, runs.c.label == label))
+    return {r[0] for r in conn.execute(q)}
 
 
 def sparkline(points: Sequence[dict[str, Any]], width: int = 60) -> str:
@@ -135,9 +132,8 @@ def dashboard_data(store: Store, *, last: int | None = None) -> dict[str, Any]:
             for name in ordered:
                 pts = series(conn, name, label=label, last=last)
                 if pts:
-                    trends.append(build_trend(name, label, pts,
-                                              _alerted_runs(conn, name, [p.run_id for p in pts])).as_dict())
-        runs = list_runs(store, label=label, last=last)
-        out.append({"label": label, "runs": len(runs), "latest": runs[-1] if runs else None,
+                    trends.append(build_trend(name, label, pts, _alerted_runs(conn, name, label)).as_dict())
+        listed = list_runs(store, label=label, last=last)
+        out.append({"label": label, "runs": len(listed), "latest": listed[-1] if listed else None,
                     "trends": trends, "alerts": list_alerts(store, label=label, last=10)})
     return {"store": store.name, "labels": out}
