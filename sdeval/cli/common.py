@@ -152,11 +152,14 @@ HISTORY_OPTION_NAMES = ("history_url", "history_label", "history_tags", "history
                         "alert_on_regression", "history_notify")
 
 
-def history_settings(kw: dict[str, Any]) -> Any:
-    """Pops the history flags from ``kw``; returns the resolved settings (the store is checked now)."""
+def history_settings(kw: dict[str, Any], resolve: bool = True) -> Any:
+    """Pops the history flags from ``kw``; returns the resolved settings (the store is checked now),
+    or None when ``resolve`` is false."""
     from sdeval import api
 
     o = {k: kw.pop(k) for k in HISTORY_OPTION_NAMES}
+    if not resolve:
+        return None
     return api.history_settings(url=o["history_url"], label=o["history_label"], tags=o["history_tags"],
                                 images=o["history_images"], gpu_cost_per_hour=o["gpu_cost_per_hour"],
                                 notify=o["history_notify"], alert_on_regression=o["alert_on_regression"])
@@ -170,7 +173,7 @@ def record_history(result_dir: Any, settings: Any, exit_status: int) -> int:
     from sdeval import api
 
     plain = printable
-    if settings.url is None or result_dir is None:
+    if settings is None or settings.url is None or result_dir is None:
         return exit_status
     recorded = api.record_history(result_dir, settings, exit_status=exit_status,
                                   command_line=shlex.join(["sdeval", *sys.argv[1:]]))

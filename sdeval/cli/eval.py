@@ -76,7 +76,7 @@ def eval_command(generated: tuple[str, ...], ref: str | None, ref_stats: str | N
     from sdeval.evaluate.set_eval import eval_set
 
     main_rank = is_main_rank()
-    history = history_settings(kw) if main_rank else None
+    history = history_settings(kw, resolve=main_rank)  # the other ranks neither record nor check
     opts = build_run_options(**{k: kw.pop(k) for k in RUN_OPTION_NAMES})
     opts = with_metric_options(opts, kw)
     out = Path(out_dir) if out_dir else api.default_out_dir("eval")

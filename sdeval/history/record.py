@@ -107,14 +107,64 @@ def read_result_folder(path: str | os.PathLike[str], *, rows: bool = True) -> tu
 
 
 def git_commit(cwd: str | os.PathLike[str] | None = None) -> str | None:
-    """HEAD of the git checkout holding ``cwd`` (None outside one, or without git)."""
+    """HEAD of the git checkout holding ``cwd`` (None outside one).
+
+    Read from the repository's files (HEAD, the ref, packed-refs; worktrees through their ``gitdir``
+    and ``commondir``): a ``git`` process costs more than recording the rest of the run. Anything
+    unusual falls back to ``git rev-parse HEAD``.
+    """
+    try:
+        found = _read_head(Path(cwd or os.getcwd()).absolute())
+    except (OSError, ValueError):
+        found = ""
+    if found is None or (found and _is_sha(found)):
+        return found
     try:
         done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5,
                               check=False)
     except (OSError, subprocess.SubprocessError):
         return None
     commit = done.stdout.strip()
-    return commit if done.returncode == 0 and len(commit) in (40, 64) else None
+    return commit if done.returncode == 0 and _is_sha(commit) else None
+
+
+def _is_sha(text: str) -> bool:
+    return len(text) in (40, 64) and all(c in "0123456789abcdef" for c in text)
+
+
+def _read_head(start: Path) -> str | None:
+    """The commit HEAD names; None when no .git is above ``start``; "" when git must be asked."""
+    for folder in (start, *start.parents):
+        dotgit = folder / ".git"
+        if dotgit.is_dir():
+            gitdir = dotgit
+            break
+        if dotgit.is_file():
+            text = dotgit.read_text(encoding="utf-8").strip()
+            if not text.startswith("gitdir:"):
+                return ""
+            gitdir = (folder / text[len("gitdir:"):].strip()).resolve()
+            break
+    else:
+        return None
+    head = (gitdir / "HEAD").read_text(encoding="utf-8").strip()
+    if not head.startswith("ref:"):
+        return head
+    ref = head[len("ref:"):].strip()
+    common = gitdir
+    if (gitdir / "commondir").is_file():
+        common = (gitdir / (gitdir / "commondir").read_text(encoding="utf-8").strip()).resolve()
+    for base in (gitdir, common):
+        path = base / ref
+        if path.is_file():
+            return path.read_text(encoding="utf-8").strip()
+    packed = common / "packed-refs"
+    if packed.is_file():
+        for line in packed.read_text(encoding="utf-8").splitlines():
+            parts = line.split(" ", 1)
+            if len(parts) == 2 and parts[1].strip() == ref:
+                return parts[0]
+    return ""
 
 
 def protocol_key(summary: Mapping[str, Any], rows: Sequence[Mapping[str, Any]] | None) -> dict[str, Any]:

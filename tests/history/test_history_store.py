@@ -163,3 +163,26 @@ def test_bad_locations_are_usage_errors(tmp_path: Path) -> None:
                            (["--history", "mysql://u@h/db"], "not supported")):
         r = CliRunner().invoke(main, ["history", "list", *args])
         assert r.exit_code == 2 and fragment in r.output, r.output
+
+
+def test_git_commit_is_read_from_the_repository_files(tmp_path: Path) -> None:
+    from sdeval.history.record import git_commit
+
+    repo = tmp_path / "repo"
+    (repo / "sub").mkdir(parents=True)
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t",
+           "HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=repo, env=env, check=True, capture_output=True,
+                              text=True).stdout.strip()
+
+    git("init", "-q")
+    git("commit", "-q", "--allow-empty", "-m", "one")
+    head = git("rev-parse", "HEAD")
+    assert git_commit(repo / "sub") == head
+    git("pack-refs", "--all")  # the ref now only in packed-refs
+    assert git_commit(repo) == head
+    git("checkout", "-q", "--detach")
+    assert git_commit(repo) == head
+    assert git_commit(tmp_path) is None
