@@ -16,10 +16,18 @@ def _store_option(fn: Callable[..., Any]) -> Callable[..., Any]:
                         help="The history (default: SDEVAL_HISTORY, else url in [tool.sdeval.history]).")(fn)
 
 
-def _echo_json(value: Any) -> None:
+def _echo_json(value: Any, indent: int | None = 2) -> None:
     from sdeval.core.io import to_json
 
-    click.echo(to_json(value))
+    click.echo(to_json(value, indent=indent))
+
+
+def _open(location: str | None) -> Any:
+    """The store (flag, else SDEVAL_HISTORY, else the config); without importing the run machinery."""
+    from sdeval.history.config import history_location
+    from sdeval.history.store import open_store
+
+    return open_store(history_location(location))
 
 
 def _num(v: Any, width: int = 10) -> str:
@@ -52,11 +60,10 @@ def history() -> None:
 def list_command(location: str | None, as_json: bool, label: str | None, last: int | None,
                  tags: tuple[str, ...]) -> None:
     """Runs, oldest first."""
-    from sdeval import api
     from sdeval.history.config import parse_tags
     from sdeval.history.queries import list_runs
 
-    with api.open_history(location) as store:
+    with _open(location) as store:
         runs = list_runs(store, label=label, last=last, tag=parse_tags(tags))
     if as_json:
         _echo_json({"runs": runs})
@@ -77,10 +84,9 @@ def list_command(location: str | None, as_json: bool, label: str | None, last: i
 @click.option("--images", "with_images", is_flag=True, help="Also the per-image rows (--history-images).")
 def show_command(run: str, location: str | None, as_json: bool, with_images: bool) -> None:
     """One run (its id, 'latest' or a uid prefix): every value, its protocol, tags and alerts."""
-    from sdeval import api
     from sdeval.history.queries import run_images_of, show_run
 
-    with api.open_history(location) as store:
+    with _open(location) as store:
         shown = show_run(store, run)
         if with_images:
             shown["images"] = run_images_of(store, run)
@@ -111,14 +117,13 @@ def trend_command(metric: str, location: str | None, as_json: bool, label: str |
 
     Change points (ruptures PELT) are marked 'step', alerts 'ALERT'.
     """
-    from sdeval import api
     from sdeval.history.trend import sparkline, trend
 
-    with api.open_history(location) as store:
+    with _open(location) as store:
         t = trend(store, metric, label=label, last=last)
     data = t.as_dict()
     if as_json:
-        _echo_json(data)
+        _echo_json(data, indent=None)  # one line: 10,000 points through json's C encoder
         return
     click.echo(f"{printable(t.metric)} · {printable(t.label)} · {len(t.points)} run(s)")
     click.echo(f"{'run':>5}  {'started (UTC)':19}  {'value':>12}  {'interval':>25}  {'protocol':8}  marks")
@@ -138,10 +143,9 @@ def trend_command(metric: str, location: str | None, as_json: bool, label: str |
 @click.option("--all", "show_all", is_flag=True, help="Also values that did not change.")
 def diff_command(run_a: str, run_b: str, location: str | None, as_json: bool, show_all: bool) -> None:
     """Every value of two runs side by side, B − A."""
-    from sdeval import api
     from sdeval.history.queries import diff_runs
 
-    with api.open_history(location) as store:
+    with _open(location) as store:
         d = diff_runs(store, run_a, run_b)
     if as_json:
         _echo_json(d)
@@ -166,10 +170,9 @@ def alerts_command(location: str | None, as_json: bool, label: str | None, last:
     """Regression alerts that fired when runs were recorded, newest first."""
     import sys
 
-    from sdeval import api
     from sdeval.history.queries import list_alerts
 
-    with api.open_history(location) as store:
+    with _open(location) as store:
         found = list_alerts(store, label=label, last=last)
     if as_json:
         _echo_json({"alerts": found})
@@ -192,12 +195,11 @@ def export_command(location: str | None, as_json: bool, as_csv: bool, label: str
     """Every recorded value (long format). Text cells are guarded against spreadsheet formulas."""
     from pathlib import Path
 
-    from sdeval import api
     from sdeval.core.io import atomic_write_bytes, json_bytes
     from sdeval.history.queries import export_rows
     from sdeval.results.files import csv_bytes
 
-    with api.open_history(location) as store:
+    with _open(location) as store:
         rows, columns = export_rows(store, label=label)
     data = json_bytes({"columns": columns, "rows": rows}) if as_json and not as_csv else csv_bytes(rows, columns)
     if out_file:
@@ -215,10 +217,9 @@ def export_command(location: str | None, as_json: bool, as_csv: bool, label: str
 def prune_command(location: str | None, as_json: bool, keep: int | None, before: str | None,
                   label: str | None) -> None:
     """Delete old runs (and their values, tags, image rows and alerts)."""
-    from sdeval import api
     from sdeval.history.queries import prune
 
-    with api.open_history(location) as store:
+    with _open(location) as store:
         done = prune(store, keep=keep, before=before, label=label)
     if as_json:
         _echo_json(done)
