@@ -175,8 +175,14 @@ def record_history(result_dir: Any, settings: Any, exit_status: int) -> int:
     plain = printable
     if settings is None or settings.url is None or result_dir is None:
         return exit_status
-    recorded = api.record_history(result_dir, settings, exit_status=exit_status,
-                                  command_line=shlex.join(["sdeval", *sys.argv[1:]]))
+    from sdeval.history.store import HistoryError
+
+    try:
+        recorded = api.record_history(result_dir, settings, exit_status=exit_status,
+                                      command_line=shlex.join(["sdeval", *sys.argv[1:]]))
+    except HistoryError as exc:  # the result folder is written: say how to record it later
+        raise type(exc)(f"{exc}\n  the result folder {result_dir} is written; record it later with "
+                        f"'sdeval history add {result_dir} --history ... --label ...'") from exc
     if recorded is None:
         return exit_status
     run = recorded.run

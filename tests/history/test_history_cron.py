@@ -83,3 +83,20 @@ def test_nightly_loop_records_trends_alerts_and_notifies(store_url: str, tmp_pat
     assert code == 0, err
     html = dash.read_text(encoding="utf-8")
     assert "gate-nightly" in html and "pass_rate" in html and html.count('class="al"') >= 2
+
+
+def test_a_history_that_fails_after_the_run_is_exit_2_and_says_how_to_record_later(tmp_path: Path,
+                                                                                   monkeypatch) -> None:
+    import sdeval.history.service as service
+    from sdeval.history.store import HistoryError
+
+    images = image_folder(tmp_path / "imgs", seed=1)
+    db = str(tmp_path / "h.db")
+
+    def broken(*a, **k):
+        raise HistoryError(f"history {db}: the run was not recorded: disk I/O error")
+
+    monkeypatch.setattr(service, "record_result", broken)
+    code, _, err = _run("eval", str(images), "--metrics", "pixel_std", "--out", str(tmp_path / "e"), "--history", db)
+    assert code == 2 and "not recorded" in err and "sdeval history add" in err, err
+    assert (tmp_path / "e" / "summary.json").is_file()
