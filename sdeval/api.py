@@ -26,6 +26,9 @@ if TYPE_CHECKING:  # pandas is imported lazily: `sdeval --help` stays fast
 
     from sdeval.compare.result import CompareResult
     from sdeval.compare.run import CompareSettings
+    from sdeval.history.config import HistorySettings
+    from sdeval.history.service import Recorded
+    from sdeval.history.store import Store
 
 def load_policy(policy: Policy | str | None = None, overrides: dict[str, Any] | None = None) -> Policy:
     """A Policy from a preset name, a TOML file, or the project's config; ``overrides`` win."""
@@ -191,3 +194,47 @@ def compare(inputs: Sequence[str] | str = (), metrics: Sequence[str] | str | Non
     return run_compare(inputs, metrics, arms=arms, arms_by=arms_by, baseline=baseline, ref=ref, ref_stats=ref_stats,
                        policy=policy, settings=settings, options=options, out_dir=out_dir, progress=progress,
                        reference_progress=reference_progress, distributed=distributed)
+# -- history: record a run, read the store (sdeval.history) ------------------------------------------------
+
+
+def history_settings(**flags: Any) -> "HistorySettings":
+    """Settings from the history flags given (None = not given), ``SDEVAL_HISTORY`` and the config file;
+    with a store named, it is opened (and migrated) now, so a bad URL or a database from a newer sdeval
+    fails before the run rather than after it."""
+    from sdeval.history.config import resolve_settings
+    from sdeval.history.store import open_store
+
+    settings = resolve_settings(**flags)
+    if settings.url is not None:
+        open_store(settings.url).close()
+    return settings
+
+
+def record_history(result: str | Path | dict[str, Any], settings: "HistorySettings", *,
+                   exit_status: int | None = None, command_line: str | None = None) -> "Recorded | None":
+    """Append a finished run (its result folder) to ``settings.url`` and check it for regressions;
+    None when no history is configured."""
+    if settings.url is None:
+        return None
+    from sdeval.history.service import record_result
+
+    return record_result(settings.url, result, settings=settings, exit_status=exit_status,
+                         command_line=command_line)
+
+
+def open_history(location: str | None) -> "Store":
+    """The store a ``sdeval history`` command reads: ``location``, else ``SDEVAL_HISTORY``, else the config."""
+    from sdeval.history.config import history_location
+    from sdeval.history.store import open_store
+
+    return open_store(history_location(location))
+
+
+def history_report(location: str | None, out: str | Path, *, last: int | None = None) -> Path:
+    """The dashboard (one self-contained HTML file) of every label in the history."""
+    from sdeval.history.trend import dashboard_data
+    from sdeval.reports.dashboard import write_dashboard
+
+    with open_history(location) as store:
+        data = dashboard_data(store, last=last)
+    return write_dashboard(data, Path(out))

@@ -122,3 +122,87 @@ def with_metric_options(opts: Any, values: dict[str, Any]) -> Any:
         if value not in (None, ()):
             mo[key] = value
     return replace(opts, metric_options=mo)
+
+
+def history_options(fn: Any) -> Any:
+    """Options that append a run to the history and check it (``eval``, ``gate``, ``compare``)."""
+    decorators = [
+        click.option("--history", "history_url", metavar="PATH|URL",
+                     help="Record this run in a history: a SQLite file path, sqlite:///..., or "
+                          "postgresql+psycopg://... (also SDEVAL_HISTORY, [tool.sdeval.history] url)."),
+        click.option("--label", "history_label", metavar="NAME",
+                     help="The series this run belongs to (a checkpoint, a pipeline; default: the command)."),
+        click.option("--tag", "history_tags", multiple=True, metavar="KEY=VALUE",
+                     help="A tag recorded with the run (repeatable)."),
+        click.option("--history-images", is_flag=True, default=None,
+                     help="Also store one row per image (keyed by content hash) for drill-down."),
+        click.option("--gpu-cost-per-hour", type=click.FloatRange(min=0), metavar="X",
+                     help="Record the cost per accepted image of a regeneration run at X per GPU hour."),
+        click.option("--alert-on-regression", is_flag=True, default=None,
+                     help="Exit 1 when a regression alert fires for this run."),
+        click.option("--notify", "history_notify", metavar="URL",
+                     help="POST fired alerts to this webhook (Slack/Teams JSON 'text'); a failure is a warning."),
+    ]
+    for d in reversed(decorators):
+        fn = d(fn)
+    return fn
+
+
+HISTORY_OPTION_NAMES = ("history_url", "history_label", "history_tags", "history_images", "gpu_cost_per_hour",
+                        "alert_on_regression", "history_notify")
+
+
+def history_settings(kw: dict[str, Any], resolve: bool = True) -> Any:
+    """Pops the history flags from ``kw``; returns the resolved settings (the store is checked now),
+    or None when ``resolve`` is false."""
+    from sdeval import api
+
+    o = {k: kw.pop(k) for k in HISTORY_OPTION_NAMES}
+    if not resolve:
+        return None
+    return api.history_settings(url=o["history_url"], label=o["history_label"], tags=o["history_tags"],
+                                images=o["history_images"], gpu_cost_per_hour=o["gpu_cost_per_hour"],
+                                notify=o["history_notify"], alert_on_regression=o["alert_on_regression"])
+
+
+def record_history(result_dir: Any, settings: Any, exit_status: int) -> int:
+    """Records a finished run (when a history is set), prints what the check found on stderr and
+    returns the exit status: 1 when an alert fired under --alert-on-regression, else ``exit_status``."""
+    import shlex
+
+    from sdeval import api
+
+    plain = printable
+    if settings is None or settings.url is None or result_dir is None:
+        return exit_status
+    from sdeval.history.store import HistoryError
+
+    try:
+        recorded = api.record_history(result_dir, settings, exit_status=exit_status,
+                                      command_line=shlex.join(["sdeval", *sys.argv[1:]]))
+    except HistoryError as exc:  # the result folder is written: say how to record it later
+        raise type(exc)(f"{exc}\n  the result folder {result_dir} is written; record it later with "
+                        f"'sdeval history add {result_dir} --history ... --label ...'") from exc
+    if recorded is None:
+        return exit_status
+    run = recorded.run
+    err(f"history: recorded run {run['id']} in '{plain(run['label'])}' ({plain(recorded.store)})")
+    for note in recorded.notes:
+        err(f"history: {plain(note)}")
+    for alert in recorded.alerts:
+        err(f"history: ALERT {plain(alert.message)}")
+    if recorded.notification is not None and recorded.notification.ok:
+        err(f"history: alert(s) posted to the webhook ({recorded.notification.attempts} attempt(s))")
+    if recorded.alerts and settings.alert_on_regression:
+        from sdeval.core.errors import EXIT_FAILED
+
+        return EXIT_FAILED
+    return exit_status
+
+
+def printable(value: Any) -> str:
+    """Untrusted text (labels, tags, paths) for a plain terminal line: control characters (terminal
+    escape sequences) shown escaped, never sent."""
+    from sdeval.core.io import safe_text
+
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in safe_text(str(value)))

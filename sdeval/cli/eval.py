@@ -7,8 +7,8 @@ from typing import Any
 
 import click
 
-from sdeval.cli.common import (RUN_OPTION_NAMES, build_run_options, is_main_rank, run_options, set_options,
-                               with_metric_options)
+from sdeval.cli.common import (RUN_OPTION_NAMES, build_run_options, history_options, history_settings,
+                               is_main_rank, record_history, run_options, set_options, with_metric_options)
 from sdeval.core.errors import EXIT_FAILED, EXIT_OK
 
 _METRICS_HELP = ("Comma-separated metrics (default fid,kid): set-level fid, kid, cmmd, clip_fid, lpips_diversity; "
@@ -58,6 +58,7 @@ class _Stages:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), metavar="DIR",
               help="Result folder. Default: reports/eval-<timestamp>/")
 @click.option("--json", "as_json", is_flag=True, help="Print summary.json to stdout and nothing else there.")
+@history_options
 @run_options
 def eval_command(generated: tuple[str, ...], ref: str | None, ref_stats: str | None, metric_list: str | None,
                  fail_if: tuple[str, ...], out_dir: str | None, as_json: bool, **kw: Any) -> None:
@@ -66,15 +67,18 @@ def eval_command(generated: tuple[str, ...], ref: str | None, ref_stats: str | N
     GENERATED are folders (recursive), globs, image files or CSV/JSONL manifests. Exits 1 when a
     --fail-if condition holds, 2 on usage/config errors (protocol mismatch, weights missing offline).
     Under `torchrun --nproc-per-node N -m sdeval eval ...` the inputs are sharded over the processes.
+    With --history the run is recorded and checked against its series (--alert-on-regression: exit 1
+    when an alert fires).
     """
     from pathlib import Path
 
     from sdeval import api
     from sdeval.evaluate.set_eval import eval_set
 
+    main_rank = is_main_rank()
+    history = history_settings(kw, resolve=main_rank)  # the other ranks neither record nor check
     opts = build_run_options(**{k: kw.pop(k) for k in RUN_OPTION_NAMES})
     opts = with_metric_options(opts, kw)
-    main_rank = is_main_rank()
     out = Path(out_dir) if out_dir else api.default_out_dir("eval")
     stages = _Stages()
     try:
@@ -92,4 +96,5 @@ def eval_command(generated: tuple[str, ...], ref: str | None, ref_stats: str | N
 
             click.echo(to_json(result.summary))
         print_eval_summary(result, err=as_json)
+        sys.exit(record_history(result.out_dir, history, EXIT_OK if result.passed else EXIT_FAILED))
     sys.exit(EXIT_OK if result.passed else EXIT_FAILED)

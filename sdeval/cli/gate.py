@@ -7,7 +7,8 @@ from typing import Any
 
 import click
 
-from sdeval.cli.common import RUN_OPTION_NAMES, build_run_options, err, is_main_rank, run_options
+from sdeval.cli.common import (RUN_OPTION_NAMES, build_run_options, err, history_options, history_settings,
+                               is_main_rank, record_history, run_options)
 from sdeval.core.errors import EXIT_FAILED, EXIT_OK
 
 
@@ -51,6 +52,7 @@ from sdeval.core.errors import EXIT_FAILED, EXIT_OK
               help="Copy blocked images here and log them in DIR/audit.jsonl (default with --regenerate: "
                    "<out>/quarantine).")
 @click.option("--quarantine-move", is_flag=True, help="Move blocked images into the quarantine instead of copying.")
+@history_options
 @run_options
 def gate(paths: tuple[str, ...], policy: str | None, min_clip: float | None, min_aesthetic: float | None,
          max_nsfw: float | None, checks: tuple[str, ...], rules: tuple[str, ...], resolution: str | None,
@@ -59,14 +61,16 @@ def gate(paths: tuple[str, ...], policy: str | None, min_clip: float | None, min
     """Give each image a verdict (pass / reseed / reprompt / restore_face / block / error).
 
     PATHS are folders (recursive), globs, image files or CSV/JSONL manifests.
-    Exits 1 when the batch fails the policy. Under `torchrun --nproc-per-node N -m sdeval gate ...`
-    the inputs are sharded over the processes (rank 0 judges, regenerates and writes).
+    Exits 1 when the batch fails the policy (or, with --history and --alert-on-regression, when a
+    regression alert fires). Under `torchrun --nproc-per-node N -m sdeval gate ...` the inputs are
+    sharded over the processes (rank 0 judges, regenerates and writes).
     """
     from pathlib import Path
 
     from sdeval import api
     from sdeval.cli.output import Progress, print_gate_summary
 
+    history = history_settings(regen_opts)
     opts = build_run_options(**{k: regen_opts.pop(k) for k in RUN_OPTION_NAMES})
     overrides: dict[str, Any] = {}
     for key, value in (("min_clip", min_clip), ("min_aesthetic", min_aesthetic), ("max_nsfw", max_nsfw),
@@ -104,7 +108,7 @@ def gate(paths: tuple[str, ...], policy: str | None, min_clip: float | None, min
         print_gate_summary(result, err=True)
     else:
         print_gate_summary(result, err=False)
-    sys.exit(EXIT_OK if result.passed else EXIT_FAILED)
+    sys.exit(record_history(result.out_dir, history, EXIT_OK if result.passed else EXIT_FAILED))
 
 
 def _regenerate_settings(o: dict[str, Any]) -> Any:
