@@ -22,6 +22,8 @@ from sdeval.results.summary import verdict_summary
 if TYPE_CHECKING:  # pandas is imported lazily: `sdeval --help` stays fast
     import pandas as pd
 
+    from sdeval.reports import RenderedReport, ReportOptions
+
 def load_policy(policy: Policy | str | None = None, overrides: dict[str, Any] | None = None) -> Policy:
     """A Policy from a preset name, a TOML file, or the project's config; ``overrides`` win."""
     from sdeval.gates.sources import policy_source
@@ -82,6 +84,17 @@ def gate(paths: Sequence[str] | str, policy: Policy | str | None = None, *, opti
     if out_dir is not None:
         result = write_result_folder(result, Path(out_dir))
     return result
+
+
+def report(out_dir: str | Path, options: "ReportOptions | None" = None,
+           step_summary: str | Path | None = None) -> "RenderedReport":
+    """Render the result folder ``out_dir`` (report.html, junit.xml, summary.md by default): the same
+    code at the end of gate / eval / compare and in ``sdeval report DIR``. ``step_summary``: GitHub's
+    ``$GITHUB_STEP_SUMMARY`` file, to append the Markdown summary to."""
+    from sdeval.reports import ReportOptions, render
+
+    return render(Path(out_dir), options or ReportOptions(),
+                  step_summary=Path(step_summary) if step_summary else None)
 
 
 def default_out_dir(command: str) -> Path:

@@ -7,8 +7,8 @@ from typing import Any
 
 import click
 
-from sdeval.cli.common import (RUN_OPTION_NAMES, build_run_options, is_main_rank, run_options, set_options,
-                               with_metric_options)
+from sdeval.cli.common import (REPORT_OPTION_NAMES, RUN_OPTION_NAMES, build_run_options, end_of_run_report,
+                               is_main_rank, report_options, run_options, set_options, with_metric_options)
 from sdeval.core.errors import EXIT_FAILED, EXIT_OK
 
 _METRICS_HELP = ("Comma-separated metrics (default fid,kid): set-level fid, kid, cmmd, clip_fid, lpips_diversity; "
@@ -58,6 +58,7 @@ class _Stages:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), metavar="DIR",
               help="Result folder. Default: reports/eval-<timestamp>/")
 @click.option("--json", "as_json", is_flag=True, help="Print summary.json to stdout and nothing else there.")
+@report_options
 @run_options
 def eval_command(generated: tuple[str, ...], ref: str | None, ref_stats: str | None, metric_list: str | None,
                  fail_if: tuple[str, ...], out_dir: str | None, as_json: bool, **kw: Any) -> None:
@@ -73,6 +74,7 @@ def eval_command(generated: tuple[str, ...], ref: str | None, ref_stats: str | N
     from sdeval.evaluate.set_eval import eval_set
 
     opts = build_run_options(**{k: kw.pop(k) for k in RUN_OPTION_NAMES})
+    report_kw = {k: kw.pop(k) for k in REPORT_OPTION_NAMES}
     opts = with_metric_options(opts, kw)
     main_rank = is_main_rank()
     out = Path(out_dir) if out_dir else api.default_out_dir("eval")
@@ -92,4 +94,7 @@ def eval_command(generated: tuple[str, ...], ref: str | None, ref_stats: str | N
 
             click.echo(to_json(result.summary))
         print_eval_summary(result, err=as_json)
+        code = end_of_run_report(result.out_dir, report_kw, passed=result.passed, to_stderr=as_json)
+        if code is not None:
+            sys.exit(code)
     sys.exit(EXIT_OK if result.passed else EXIT_FAILED)

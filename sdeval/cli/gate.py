@@ -7,7 +7,8 @@ from typing import Any
 
 import click
 
-from sdeval.cli.common import RUN_OPTION_NAMES, build_run_options, err, run_options
+from sdeval.cli.common import (REPORT_OPTION_NAMES, RUN_OPTION_NAMES, build_run_options, end_of_run_report, err,
+                               report_options, run_options)
 from sdeval.core.errors import EXIT_FAILED, EXIT_OK
 
 
@@ -51,6 +52,7 @@ from sdeval.core.errors import EXIT_FAILED, EXIT_OK
               help="Copy blocked images here and log them in DIR/audit.jsonl (default with --regenerate: "
                    "<out>/quarantine).")
 @click.option("--quarantine-move", is_flag=True, help="Move blocked images into the quarantine instead of copying.")
+@report_options
 @run_options
 def gate(paths: tuple[str, ...], policy: str | None, min_clip: float | None, min_aesthetic: float | None,
          max_nsfw: float | None, checks: tuple[str, ...], rules: tuple[str, ...], resolution: str | None,
@@ -67,6 +69,7 @@ def gate(paths: tuple[str, ...], policy: str | None, min_clip: float | None, min
     from sdeval.cli.output import Progress, print_gate_summary
 
     opts = build_run_options(**{k: regen_opts.pop(k) for k in RUN_OPTION_NAMES})
+    report_kw = {k: regen_opts.pop(k) for k in REPORT_OPTION_NAMES}
     overrides: dict[str, Any] = {}
     for key, value in (("min_clip", min_clip), ("min_aesthetic", min_aesthetic), ("max_nsfw", max_nsfw),
                        ("resolution", resolution), ("min_pass_rate", min_pass_rate),
@@ -99,7 +102,8 @@ def gate(paths: tuple[str, ...], policy: str | None, min_clip: float | None, min
         print_gate_summary(result, err=True)
     else:
         print_gate_summary(result, err=False)
-    sys.exit(EXIT_OK if result.passed else EXIT_FAILED)
+    code = end_of_run_report(result.out_dir, report_kw, passed=result.passed, to_stderr=as_json)
+    sys.exit(code if code is not None else EXIT_OK if result.passed else EXIT_FAILED)
 
 
 def _regenerate_settings(o: dict[str, Any]) -> Any:

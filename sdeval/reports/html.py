@@ -32,7 +32,7 @@ def environment() -> Any:
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("sdeval.reports", "templates"),
         autoescape=True,  # explicitly on for every template, whatever its extension
-        undefined=jinja2.StrictUndefined,
+        undefined=jinja2.ChainableUndefined,  # an old or partial folder lacks keys: render what is there
         trim_blocks=True, lstrip_blocks=True,
     )
     env.filters["num"] = fmt_num

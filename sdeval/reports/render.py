@@ -46,6 +46,8 @@ class RenderedReport:
     seconds: float = 0.0
     shown: int = 0
     left_out: int = 0
+    #: the job summary was cut to stay under GitHub's limit
+    step_summary_cut: bool = False
 
 
 def parse_formats(text: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -97,8 +99,10 @@ def csv_table(folder: ResultFolder) -> bytes:
     return csv_bytes(rows, cols)
 
 
-def render(path: str | Path, options: ReportOptions = ReportOptions()) -> RenderedReport:
-    """Write the asked formats for the result folder ``path``; returns the files and the annotations."""
+def render(path: str | Path, options: ReportOptions = ReportOptions(),
+           step_summary: Path | None = None) -> RenderedReport:
+    """Write the asked formats for the result folder ``path``; returns the files and the annotations.
+    ``step_summary``: a GitHub job-summary file to append the Markdown summary to (kept under 1 MiB)."""
     from sdeval.reports.junit import junit_xml
     from sdeval.reports.markdown import markdown
 
@@ -132,8 +136,17 @@ def render(path: str | Path, options: ReportOptions = ReportOptions()) -> Render
         atomic_write_many(files)
     except OSError as exc:
         raise OutputError(f"cannot write the report into {out_dir}: {exc.strerror or exc}") from exc
+    cut = False
+    if step_summary is not None:
+        from sdeval.reports.github import append_step_summary
+        from sdeval.reports.markdown import markdown
+
+        try:
+            cut = append_step_summary(Path(step_summary), md_text or markdown(folder, options.report_url))
+        except OSError as exc:
+            raise OutputError(f"cannot append to the job summary {step_summary}: {exc.strerror or exc}") from exc
     return RenderedReport(files=written, markdown=md_text, annotations=annotations(folder),
-                          seconds=time.perf_counter() - t0, shown=shown, left_out=left_out)
+                          seconds=time.perf_counter() - t0, shown=shown, left_out=left_out, step_summary_cut=cut)
 
 
 def render_markdown(path: str | Path, report_url: str | None = None) -> str:
