@@ -1,6 +1,6 @@
 """sdeval: evaluate text-to-image outputs and act on the result.
 
-The API (``sdeval.gate``, ``sdeval.evaluate``, ``sdeval.load_policy``) is imported lazily so
+The API (``sdeval.gate``, ``sdeval.evaluate``, ``sdeval.load_policy``, ``sdeval.compare``) is imported lazily so
 that ``import sdeval`` and ``sdeval --help`` never pull in torch, pandas or onnxruntime.
 """
 
@@ -10,7 +10,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 __all__ = ["gate", "evaluate", "load_policy", "GateResult", "RunOptions", "eval_set", "build_stats",
-           "EvalResult", "__version__"]
+           "EvalResult", "compare", "CompareResult", "CompareSettings", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
@@ -22,6 +22,15 @@ def __getattr__(name: str) -> Any:
         from sdeval.evaluate import set_eval as evaluation
 
         return getattr(evaluation, name)
+    if name in ("compare", "CompareSettings"):
+        # sdeval.compare is also the package (callable, see sdeval/compare/__init__.py)
+        from sdeval import api
+
+        return getattr(api, name)
+    if name == "CompareResult":
+        from sdeval.compare.result import CompareResult
+
+        return CompareResult
     if name == "RunOptions":
         from sdeval.pipeline.run import RunOptions
 

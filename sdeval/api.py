@@ -1,4 +1,5 @@
-"""The library API the CLI is a face for: ``evaluate`` returns a table, ``gate`` returns verdicts."""
+"""The library API the CLI is a face for: ``evaluate`` returns a table, ``gate`` returns verdicts,
+``compare`` returns tests and decisions per (arm, metric)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ from sdeval.results.summary import verdict_summary
 if TYPE_CHECKING:  # pandas is imported lazily: `sdeval --help` stays fast
     import pandas as pd
 
+    from sdeval.compare.result import CompareResult
+    from sdeval.compare.run import CompareSettings
     from sdeval.reports import RenderedReport, ReportOptions
 
 def load_policy(policy: Policy | str | None = None, overrides: dict[str, Any] | None = None) -> Policy:
@@ -122,3 +125,31 @@ def _summary(command: str, rows: list[dict[str, Any]], batch: BatchVerdict, poli
         "timing": {"seconds": round(seconds, 3), "pipeline_seconds": round(stats.seconds, 3),
                    "images_per_second": round(len(rows) / seconds, 2) if seconds > 0 else None},
     }
+
+
+def __getattr__(name: str) -> Any:
+    if name == "CompareSettings":
+        from sdeval.compare.run import CompareSettings
+
+        return CompareSettings
+    raise AttributeError(name)
+
+
+def compare(inputs: Sequence[str] | str = (), metrics: Sequence[str] | str | None = None, *,
+            arms: Sequence[str] = (), arms_by: str | None = None, baseline: str | None = None,
+            ref: str | None = None, ref_stats: str | None = None, policy: Policy | str | None = None,
+            settings: "CompareSettings | None" = None, options: RunOptions | None = None,
+            out_dir: str | Path | None = None, progress: ProgressFn | None = None,
+            reference_progress: ProgressFn | None = None, distributed: bool | str = "auto") -> "CompareResult":
+    """Compare arms against a baseline with paired tests per metric (see :func:`sdeval.compare.run.compare`).
+
+    ``inputs``: folders, globs or manifests, one arm each (named after them); ``arms``: ``NAME=PATH``;
+    ``arms_by``: split one input by a metadata field. Returns a :class:`CompareResult` whose
+    ``metrics`` table holds one row per (arm, metric): delta with its interval, raw and Holm p,
+    decision; ``regression`` is the verdict.
+    """
+    from sdeval.compare.run import compare as run_compare
+
+    return run_compare(inputs, metrics, arms=arms, arms_by=arms_by, baseline=baseline, ref=ref, ref_stats=ref_stats,
+                       policy=policy, settings=settings, options=options, out_dir=out_dir, progress=progress,
+                       reference_progress=reference_progress, distributed=distributed)

@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from sdeval import __version__
-from sdeval.cli import cache, eval, gate, info, models, report, stats
+from sdeval.cli import cache, compare, eval, gate, info, models, report, stats
 from sdeval.cli.common import err as _err
 from sdeval.core.errors import EXIT_INTERNAL, SdevalError
 
@@ -51,12 +51,13 @@ def main(debug: bool) -> None:
     """Evaluate images made by text-to-image models and act on the result.
 
     \b
-    Exit codes: 0 pass, 1 the gate failed, 2 usage/config/input error, 3 internal error.
+    Exit codes: 0 pass, 1 the gate failed / a regression was found, 2 usage/config/input error,
+    3 internal error.
     """
 
 
-for _command in (gate.gate, eval.eval_command, stats.stats, info.list_checks, info.list_metrics, models.models,
-                 cache.cache, report.report):
+for _command in (gate.gate, eval.eval_command, compare.compare_command, stats.stats, info.list_checks,
+                 info.list_metrics, models.models, cache.cache, report.report):
     main.add_command(_command)
 
 

@@ -151,6 +151,63 @@ def print_eval_summary(result: Any, err: bool) -> None:
         console.print(f"results: {plain(s['out_dir'])}/results.jsonl, results.csv, summary.json")
 
 
+_DECISION_STYLE = {"improved": "green", "regressed": "red", "no_change": "dim", "non_inferior": "green",
+                   "inconclusive": "yellow"}
+
+
+def _num(v: Any, fmt: str = ".4g") -> str:
+    import math
+
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    return format(float(v), fmt)
+
+
+def print_compare_summary(result: Any, err: bool) -> None:
+    """Pairing counts, one line per (arm, metric) test, rankings, warnings and the verdict (rich)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(stderr=err, highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 140)
+    r = result.report
+    pairing = Table(title=f"pairing (by {plain(r['pairing']['pair_by'])}; baseline {plain(r['baseline'])})",
+                    title_justify="left")
+    for col in ("arm", "images", "baseline images", "pairs", "prompts", "unpaired (arm/baseline)", "ambiguous keys"):
+        pairing.add_column(col, justify="left" if col == "arm" else "right")
+    for c in r["pairing"]["comparisons"]:
+        rules = ", ".join(f"{k} {v}" for k, v in c["rules"].items() if k not in ("key", "filename"))
+        pairing.add_row(plain(c["arm"]), str(c["arm_images"]), str(c["baseline_images"]), str(c["pairs"]),
+                        str(c["clusters"]), f"{c['unpaired_arm']}/{c['unpaired_baseline']}",
+                        str(c["ambiguous_keys"]) + (f" ({plain(rules)})" if rules else ""))
+    console.print(pairing)
+    conf = int(round(100 * (1 - r["settings"]["alpha"])))
+    t = Table(title="metrics (delta: positive = better than the baseline)", title_justify="left")
+    for col in ("metric", "arm", "baseline", "arm value", "delta", f"{conf}% CI", "p", "Holm p", "decision"):
+        t.add_column(col, justify="right" if col in ("arm value", "baseline", "delta", "p", "Holm p") else "left")
+    for m in r["metrics"]:
+        d = m.get("decision") or "-"
+        t.add_row(plain(m["metric"]), plain(m["arm"]), _num(m.get("mean_baseline")), _num(m.get("mean_arm")),
+                  _num(m.get("delta"), "+.4g"), f"[{_num(m.get('ci_low'))}, {_num(m.get('ci_high'))}]",
+                  _num(m.get("p"), ".3g"), _num(m.get("p_adjusted"), ".3g"),
+                  f"[{_DECISION_STYLE.get(d, 'white')}]{plain(d)}[/]")
+    console.print(t)
+    for ranking in r.get("rankings") or []:
+        order = " > ".join(plain(a) for a in ranking["order"])
+        best = f"best: {plain(ranking['best'])}" if ranking["best"] else "no arm is best with this data"
+        console.print(f"ranking {plain(ranking['metric'])}: {order} ({best})")
+    for w in (*r["warnings"], *dict.fromkeys(r.get("cache_problems") or ())):
+        console.print(f"[yellow]warning:[/] {plain(w)}")
+    v = r["verdict"]
+    if v["regression"]:
+        status = "[red]REGRESSION[/]" + ("" if v["fail_on_regression"] else " (not failing: no --fail-on-regression)")
+        console.print(f"compare {status}: {plain('; '.join(v['reasons']))}")
+    else:
+        console.print("compare [green]NO REGRESSION[/]: no metric regressed against "
+                      f"'{plain(r['baseline'])}' at alpha {r['settings']['alpha']:g} (Holm)")
+    if r.get("out_dir"):
+        console.print(f"results: {plain(r['out_dir'])}/compare.json, metrics.csv, pairs.csv, unpaired.csv")
+
+
 class FetchProgressBar:
     """Download progress for ``sdeval models fetch`` (rich bar on a TTY, a line per event otherwise)."""
 

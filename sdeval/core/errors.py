@@ -69,3 +69,7 @@ class ModelMissingError(SdevalError):
 
 class DecodeError(Exception):
     """One image could not be decoded. Never escapes the pipeline: it becomes an error row."""
+
+
+class NothingPairedError(InputError):
+    """``sdeval compare`` was asked to pair arms and an arm has no image pair with the baseline (exit 2)."""
