@@ -32,6 +32,8 @@ class ResultFolder:
     pairs: list[dict[str, str]] = field(default_factory=list)
     #: images that were not paired (compare only)
     unpaired: list[dict[str, Any]] = field(default_factory=list)
+    #: arm name -> its rows in the order of its results.jsonl (compare only; pairs.csv indexes them)
+    arm_rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     @property
     def command(self) -> str:
@@ -73,19 +75,20 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
         raise InputError(f"cannot read {path}: {exc}") from exc
 
 
-def _compare_rows(path: Path, compare: dict[str, Any]) -> list[dict[str, Any]]:
-    """Per-arm rows: ``results.jsonl`` with an arm column, or ``<arm>/results.jsonl`` / ``results-<arm>.jsonl``."""
-    rows: list[dict[str, Any]] = []
-    if (path / "results.jsonl").is_file():
-        rows = read_jsonl(path / "results.jsonl")
-    names = [str(a.get("name") if isinstance(a, dict) else a) for a in compare.get("arms") or []]
-    for name in names:
-        for candidate in (path / "arms" / name / "results.jsonl", path / name / "results.jsonl",
-                          path / f"results-{name}.jsonl"):
-            if candidate.is_file():
-                rows.extend({**r, "arm": r.get("arm", name)} for r in read_jsonl(candidate))
-                break
-    return rows
+def _arm_rows(path: Path, compare: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """Each arm's rows: the file compare.json names for it (``arms/NN-name/results.jsonl``)."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for entry in compare.get("arms") or []:
+        if not isinstance(entry, dict) or "name" not in entry:
+            continue
+        rel = entry.get("results")
+        target = (path / str(rel)).resolve() if rel else None
+        # only files inside the folder: compare.json is data, not a pointer to anywhere on disk
+        if target is not None and target.is_file() and path.resolve() in target.parents:
+            out[str(entry["name"])] = read_jsonl(target)
+        else:
+            out[str(entry["name"])] = []
+    return out
 
 
 def _unpaired(path: Path, compare: dict[str, Any]) -> list[dict[str, Any]]:
@@ -113,11 +116,11 @@ def load_folder(path: str | Path) -> ResultFolder:
         compare = _read_json(path / "compare.json")
         if not isinstance(compare, dict):
             raise InputError(f"{path / 'compare.json'} does not hold a comparison")
-        summary = _read_json(path / "summary.json") if (path / "summary.json").is_file() else {}
         pairs = _read_csv(path / "pairs.csv") if (path / "pairs.csv").is_file() else []
-        return ResultFolder(path=path, kind="compare", summary={**summary, "out_dir": str(path)},
-                            rows=_compare_rows(path, compare), compare=compare, pairs=pairs,
-                            unpaired=_unpaired(path, compare))
+        arm_rows = _arm_rows(path, compare)
+        rows = [{**r, "arm": name} for name, rs in arm_rows.items() for r in rs]
+        return ResultFolder(path=path, kind="compare", summary=compare, rows=rows, compare=compare, pairs=pairs,
+                            unpaired=_unpaired(path, compare), arm_rows=arm_rows)
     if not (path / "summary.json").is_file():
         raise InputError(f"{path} holds no summary.json or compare.json: not an sdeval result folder")
     summary = _read_json(path / "summary.json")
