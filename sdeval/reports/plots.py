@@ -44,7 +44,7 @@ def label(text: Any, limit: int = 40) -> str:
 def _svg(fig: Any) -> str:
     plt = _plt()
     buf = io.StringIO()
-    fig.savefig(buf, format="svg", transparent=True, bbox_inches="tight", metadata={"Date": None})
+    fig.savefig(buf, format="svg", transparent=True, metadata={"Date": None})
     plt.close(fig)
     text = _COMMENT.sub("", buf.getvalue())
     text = _PROLOG.sub("", text, count=1)
@@ -65,9 +65,12 @@ def histogram(values: Sequence[Any], title: str, thresholds: Sequence[tuple[str,
     vals = _numbers(values)
     if not vals:
         return None
+    import numpy as np
+
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(4.2, 2.2))
-    ax.hist(vals, bins=bins, color=ARM_COLOURS[0], alpha=0.85)
+    fig, ax = plt.subplots(figsize=(4.2, 2.2), layout="constrained")
+    counts, edges = np.histogram(np.asarray(vals, dtype=np.float64), bins=bins)
+    ax.stairs(counts, edges, fill=True, color=ARM_COLOURS[0], alpha=0.85)
     for text, x in thresholds:
         ax.axvline(x, color="#d62728", linestyle="--", linewidth=1)
         ax.annotate(label(text, 24), (x, 1), xycoords=("data", "axes fraction"), fontsize=7,
@@ -87,10 +90,13 @@ def distributions(by_arm: Sequence[tuple[str, Sequence[Any]]], title: str, bins:
     lo = min(min(v) for _, v in series)
     hi = max(max(v) for _, v in series)
     edges = bins if hi <= lo else [lo + (hi - lo) * i / bins for i in range(bins + 1)]
-    fig, ax = plt.subplots(figsize=(4.2, 2.2))
+    fig, ax = plt.subplots(figsize=(4.2, 2.2), layout="constrained")
+    import numpy as np
+
     for i, (name, vals) in enumerate(series):
-        ax.hist(vals, bins=edges, histtype="step", linewidth=1.5, color=ARM_COLOURS[i % len(ARM_COLOURS)],
-                label=f"{label(name, 24)} (n={len(vals)})")
+        counts, e = np.histogram(np.asarray(vals, dtype=np.float64), bins=edges)
+        ax.stairs(counts, e, linewidth=1.5, color=ARM_COLOURS[i % len(ARM_COLOURS)],
+                  label=f"{label(name, 24)} (n={len(vals)})")
     ax.set_title(label(title), fontsize=9, loc="left")
     ax.legend(fontsize=7, frameon=False)
     return _svg(fig)
@@ -108,7 +114,7 @@ def forest(rows: Sequence[dict[str, Any]]) -> str | None:
     per = {m: [r for r in rows if str(r.get("metric")) == m] for m in metrics}
     heights = [len(v) + 0.8 for v in per.values()]
     fig, axes = plt.subplots(len(metrics), 1, figsize=(6.4, 0.34 * sum(heights) + 0.6),
-                             gridspec_kw={"height_ratios": heights}, squeeze=False)
+                             gridspec_kw={"height_ratios": heights}, squeeze=False, layout="constrained")
     for ax, m in zip(axes[:, 0], metrics):
         group = per[m]
         for i, r in enumerate(group):
@@ -124,5 +130,4 @@ def forest(rows: Sequence[dict[str, Any]]) -> str | None:
         ax.set_yticklabels([label(r.get("arm"), 28) for r in reversed(group)])
         ax.set_title(label(m), fontsize=9, loc="left")
     axes[-1, 0].set_xlabel("delta vs baseline (oriented: right = better)")
-    fig.tight_layout()
     return _svg(fig)
