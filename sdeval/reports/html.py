@@ -108,8 +108,9 @@ def _cells(row: Mapping[str, Any], metrics: Sequence[str], rules: Sequence[Mappi
                     failing.append(_rule_text(r))
             elif v is None and r.get("on_missing") == "fire" and row.get("verdict") != "error":
                 failing.append(_rule_text(r) + " (missing)")
+        unread = row.get("verdict") == "error"
         cells.append({"metric": m, "value": fmt_num(v), "sort": float(v) if _is_num(v) else "",
-                      "limits": [f"{r.get('op')} {fmt_num(r.get('threshold'))}" for r in mine],
+                      "limits": [] if unread else [f"{r.get('op')} {fmt_num(r.get('threshold'))}" for r in mine],
                       "failing": failing})
     return cells
 

@@ -70,7 +70,8 @@ class Thumbnailer:
         except FileNotFoundError:
             return Thumb(None, missing="file not found")
         except Exception as exc:  # noqa: BLE001 - any unreadable file is a missing thumbnail, not a crash
-            return Thumb(None, missing=f"no thumbnail: {type(exc).__name__}")
+            why = "unreadable image" if type(exc).__name__ == "DecodeError" else type(exc).__name__
+            return Thumb(None, missing=f"no thumbnail: {why}")
         if self.assets_dir is None:
             return Thumb("data:image/webp;base64," + base64.b64encode(data).decode("ascii"), w, h)
         name = hashlib.sha256(f"{path}\0{side}".encode("utf-8", "surrogatepass")).hexdigest()[:24] + ".webp"
