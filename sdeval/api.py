@@ -100,6 +100,14 @@ def report(out_dir: str | Path, options: "ReportOptions | None" = None,
                   step_summary=Path(step_summary) if step_summary else None)
 
 
+def add_votes(result_dir: str | Path, vote_files: Sequence[str | Path]) -> dict[str, Any]:
+    """Human preference votes (the CSVs of ``human/index.html``) into the comparison's compare.json:
+    win rates with Wilson intervals, sign tests, Bradley-Terry for more than two arms."""
+    from sdeval.compare.votes import add_votes as _add
+
+    return _add(result_dir, vote_files)
+
+
 def default_out_dir(command: str) -> Path:
     return Path("reports") / f"{command}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
 

@@ -126,12 +126,14 @@ def render(path: str | Path, options: ReportOptions = ReportOptions(),
         elif fmt == "csv":
             files[target] = csv_table(folder)
         written[fmt] = target
-    if options.human_form and folder.kind == "compare":
-        from sdeval.reports.human import human_form
+    if options.human_form:
+        if folder.kind != "compare":
+            raise UsageError("--human-form needs a compare result folder (pairs of images)")
+        from sdeval.reports.human import human_files
 
-        target = out_dir / "human" / "index.html"
-        files[target] = human_form(folder).encode("utf-8")
-        written["human"] = target
+        human = human_files(folder, out_dir)
+        files.update(human)
+        written["human"] = next(p for p in human if p.name == "index.html")
     try:
         atomic_write_many(files)
     except OSError as exc:

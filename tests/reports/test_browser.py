@@ -140,3 +140,41 @@ def test_the_network_and_script_checks_can_fail(browser, tmp_path: Path):
     assert page.evaluate("window.__xss") == 1
     page.close()
     assert requests and requests[0].startswith("http://127.0.0.1:9/")
+
+
+def test_human_form_is_blind_takes_keys_and_exports_votes(browser, compare_dir: Path, tmp_path: Path):
+    import json
+
+    from sdeval.compare.votes import add_votes
+
+    folder = tmp_path / "compare"
+    shutil.copytree(compare_dir, folder)
+    files = render(folder, ReportOptions(formats=("html",), human_form=True)).files
+    form = files["human"]
+    import re
+
+    source = re.sub(r"data:image/webp;base64,[A-Za-z0-9+/=]+", "", form.read_text(encoding="utf-8"))
+    arms = [a["name"] for a in json.loads((folder / "compare.json").read_text())["arms"]]
+    assert not any(name in source for name in arms)  # blind: no arm name in the page
+    key = json.loads((folder / "human" / "pairs.json").read_text())["pairs"]
+    assert {p["left"] for p in key} == set(arms)  # sides are drawn at random
+    page, requests = open_page(browser, form)
+    page.fill("#rater", "ann")
+    page.locator("#rater").dispatch_event("change")
+    page.locator("body").click(position={"x": 5, "y": 5})
+    assert page.inner_text("#progress") == f"0 / {len(key)}"
+    for k in ["1", "2", "0"] * (len(key) // 3) + ["1"] * (len(key) % 3):
+        page.keyboard.press(k)
+    assert page.inner_text("#progress") == f"{len(key)} / {len(key)}" and page.is_visible("#done")
+    with page.expect_download() as dl:
+        page.click("#download")
+    votes = tmp_path / "votes-ann.csv"
+    dl.value.save_as(votes)
+    page.close()
+    assert requests == []
+    lines = votes.read_text(encoding="utf-8").splitlines()
+    assert lines[0] == "rater,pair_id,choice,seconds,voted_at" and len(lines) == len(key) + 1
+    human = add_votes(folder, [votes])
+    assert human["votes"] == len(key) and human["raters"] == ["ann"]
+    page_html = render(folder, ReportOptions(formats=("html",))).files["html"].read_text(encoding="utf-8")
+    assert 'id="human-table"' in page_html
