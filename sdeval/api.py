@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
+from sdeval.core.errors import EXIT_INTERNAL, SdevalError
 from sdeval.gates.engine import BatchVerdict, judge_batch, judge_image
 from sdeval.gates.policy import Policy
 from sdeval.gates.result import GateResult, write_result_folder
@@ -61,28 +62,77 @@ def evaluate(paths: Sequence[str] | str, metrics: Sequence[str], *, options: Run
 
 def gate(paths: Sequence[str] | str, policy: Policy | str | None = None, *, options: RunOptions | None = None,
          out_dir: str | Path | None = None, progress: ProgressFn | None = None,
-         command: str = "gate") -> GateResult:
-    """Evaluate ``paths`` under ``policy``; write the result folder when ``out_dir`` is given."""
+         command: str = "gate", distributed: bool | str = "auto") -> GateResult:
+    """Evaluate ``paths`` under ``policy``; write the result folder when ``out_dir`` is given.
+
+    Under torchrun each rank evaluates a contiguous shard of the inputs; rank 0 gathers the rows
+    (in input order, duplicates marked across shards), judges them and writes ``out_dir``; every
+    rank gets the batch verdict and the summary (the rows only on rank 0).
+    """
+    from sdeval.pipeline import sharding
+    from sdeval.pipeline.sharding import Shard, gather_shards
+
     started_at = datetime.now(timezone.utc)
     t0 = time.perf_counter()
     if out_dir is not None:
         check_result_folder(Path(out_dir))
     policy = policy if isinstance(policy, Policy) else load_policy(policy)
     options = options or RunOptions()
-    options = replace(options, metric_options={**policy.options, **options.metric_options})
+    mo = {**policy.options, **options.metric_options}
+    device = sharding.rank_device(mo.get("device"), distributed)
+    if device:
+        mo["device"] = device
+    options = replace(options, metric_options=mo)
     found = discover([paths] if isinstance(paths, str) else list(paths))
     metrics = build_metrics(policy.metrics, options.metric_options)
     extractors = extractors_of(metrics)
-    stats = RunStats()
-    rows: list[dict[str, Any]] = []
-    for row in iter_rows(found.items, metrics, options, progress, stats):
+    ctx = sharding.init(distributed)
+    try:
+        stats = RunStats()
+        shard = list(iter_rows(ctx.shard(found.items), metrics, options, progress if ctx.is_main else None, stats))
+        merged = gather_shards(ctx, {"gate": Shard(shard, {}, stats)})
+        result = None
+        if merged is not None:
+            try:
+                result = _judged(merged["gate"], policy, metrics, extractors, options, found, command, started_at,
+                                 t0, ctx.world_size, out_dir)
+            except Exception as exc:
+                if ctx.world_size > 1:  # the other ranks wait for rank 0's result: give them the error
+                    code = exc.exit_code if isinstance(exc, SdevalError) else EXIT_INTERNAL
+                    ctx.broadcast({"failure": {"message": f"{type(exc).__name__}: {exc}", "exit_code": code}})
+                raise
+        shared = ctx.broadcast(None if result is None or ctx.world_size == 1 else
+                               {"batch": result.batch, "summary": result.summary, "columns": result.columns})
+        if shared is not None and "failure" in shared:
+            from sdeval.evaluate.set_eval import remote_error
+
+            raise remote_error(shared["failure"])
+        if result is None:
+            result = GateResult(rows=[], batch=shared["batch"], policy=policy, summary=shared["summary"],
+                                columns=shared["columns"])
+        return result
+    except BaseException:
+        ctx.close(clean=False)  # no barrier: the other ranks may be waiting in another collective
+        raise
+    finally:
+        ctx.close()
+
+
+def _judged(shard: Any, policy: Policy, metrics: Sequence[Any], extractors: Sequence[Any], options: RunOptions,
+            found: Discovery, command: str, started_at: datetime, t0: float, world_size: int,
+            out_dir: str | Path | None) -> GateResult:
+    """Rank 0: verdicts for the gathered rows, the batch verdict, the summary, the result folder."""
+    rows, stats = shard.rows, shard.stats
+    for row in rows:
         v = judge_image(row, policy)
         row.update(verdict=v.verdict, reasons=list(v.reasons), notes=list(v.notes))
-        rows.append(row)
     batch = judge_batch((r["verdict"] for r in rows), policy)
     columns = gate_columns([m.name for m in metrics])
-    summary = _summary(command, rows, batch, policy, found, stats, protocol_of(metrics, extractors, options),
-                       started_at, time.perf_counter() - t0, [m.name for m in metrics])
+    protocol = protocol_of(metrics, extractors, options)
+    if world_size > 1:
+        protocol["distributed"] = {"world_size": world_size}
+    summary = _summary(command, rows, batch, policy, found, stats, protocol, started_at, time.perf_counter() - t0,
+                       [m.name for m in metrics])
     result = GateResult(rows=rows, batch=batch, policy=policy, summary=summary, columns=columns)
     if out_dir is not None:
         result = write_result_folder(result, Path(out_dir))

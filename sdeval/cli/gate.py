@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from sdeval.cli.common import (REPORT_OPTION_NAMES, RUN_OPTION_NAMES, build_run_options, end_of_run_report, err,
-                               report_options, run_options)
+                               is_main_rank, report_options, run_options)
 from sdeval.core.errors import EXIT_FAILED, EXIT_OK
 
 
@@ -61,7 +61,8 @@ def gate(paths: tuple[str, ...], policy: str | None, min_clip: float | None, min
     """Give each image a verdict (pass / reseed / reprompt / restore_face / block / error).
 
     PATHS are folders (recursive), globs, image files or CSV/JSONL manifests.
-    Exits 1 when the batch fails the policy.
+    Exits 1 when the batch fails the policy. Under `torchrun --nproc-per-node N -m sdeval gate ...`
+    the inputs are sharded over the processes (rank 0 judges, regenerates and writes).
     """
     from pathlib import Path
 
@@ -84,8 +85,12 @@ def gate(paths: tuple[str, ...], policy: str | None, min_clip: float | None, min
     out = Path(out_dir) if out_dir else api.default_out_dir("gate")
     settings = _regenerate_settings(regen_opts)
     dry_run = settings is not None and settings.dry_run
+    main_rank = is_main_rank()
     with Progress("evaluating") as progress:
-        result = api.gate(list(paths), pol, options=opts, out_dir=None if dry_run else out, progress=progress)
+        result = api.gate(list(paths), pol, options=opts, out_dir=None if dry_run else out,
+                          progress=progress if main_rank else None)
+    if not main_rank:  # torchrun: the other ranks computed their shard; rank 0 judges, acts and prints
+        sys.exit(EXIT_OK if result.passed else EXIT_FAILED)
     if settings is not None:
         if dry_run and out.is_dir():  # plan from where an earlier run of this command stopped
             from dataclasses import replace

@@ -90,6 +90,9 @@ def build_result(*, spec: "_Spec", settings: "CompareSettings", arms: Sequence["
         if a.name in pairings:
             c = pairings[a.name].counts()
             entry.update(paired=c["pairs"], unpaired=c["unpaired_arm"], ambiguous_keys=c["ambiguous_keys"])
+        else:  # the baseline: its share of each comparison
+            entry["paired_with"] = {n: len(p.pairs) for n, p in pairings.items()}
+            entry["unpaired_with"] = {n: p.counts()["unpaired_baseline"] for n, p in pairings.items()}
         if spec.policy is not None:
             passed = sum(1 for r in a.rows if r.get("verdict") == "pass")
             entry["pass_rate"] = passed / len(a.rows) if a.rows else None
