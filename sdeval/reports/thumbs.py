@@ -49,7 +49,7 @@ def webp_thumbnail(path: str, max_side: int = MAX_SIDE) -> tuple[bytes, int, int
     pixels = Image.fromarray(to_rgb(im))
     pixels.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     buf = io.BytesIO()
-    pixels.save(buf, "WEBP", quality=WEBP_QUALITY, method=4)
+    pixels.save(buf, "WEBP", quality=WEBP_QUALITY, method=2)  # 2x faster than 4, ~5 % larger
     return buf.getvalue(), pixels.width, pixels.height
 
 
