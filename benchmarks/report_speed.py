@@ -73,7 +73,7 @@ def browser_load_seconds(page: Path) -> float | None:
     return seconds
 
 
-def run(n: int, work: Path) -> dict:
+def run(n: int, work: Path, max_images: int | None = None) -> dict:
     from sdeval import api
     from sdeval.reports import ReportOptions, render
 
@@ -90,11 +90,12 @@ def run(n: int, work: Path) -> dict:
     if not (out / "summary.json").is_file():
         api.gate([str(images)], str(policy), out_dir=out)
         gated = time.perf_counter() - t0
+    shown = {} if max_images is None else {"max_images": max_images}
     t0 = time.perf_counter()
-    html = render(out, ReportOptions(formats=("html",)))
+    html = render(out, ReportOptions(formats=("html",), **shown))
     html_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    everything = render(out, ReportOptions(formats=("html", "junit", "md", "csv")))
+    everything = render(out, ReportOptions(formats=("html", "junit", "md", "csv"), **shown))
     all_s = time.perf_counter() - t0
     size = {k: p.stat().st_size for k, p in everything.files.items()}
     load = browser_load_seconds(everything.files["html"])
@@ -107,13 +108,14 @@ def main() -> None:
     ap.add_argument("--n", type=int, nargs="+", default=[100, 10000])
     ap.add_argument("--keep", type=Path, help="Work folder to keep and reuse: images and gate folders made by an "
                                               "earlier run are rendered again (default: a temporary one, removed).")
+    ap.add_argument("--max-images", type=int, help="Images shown in report.html (default: the report's 500).")
     args = ap.parse_args()
     work = args.keep or Path(tempfile.mkdtemp(prefix="sdeval-report-bench-"))
     try:
         print(f"{'images':>7} {'shown':>6} {'html s':>7} {'all formats s':>13} {'report.html MB':>14} "
               f"{'junit KB':>8} {'csv KB':>7} {'browser load s':>14} {'(gate s)':>8}")
         for n in args.n:
-            r = run(n, work)
+            r = run(n, work, args.max_images)
             mb = r["sizes"]["html"] / 1e6
             load = "-" if r["load_s"] is None else f"{r['load_s']:.2f}"
             print(f"{n:>7} {r['shown']:>6} {r['html_s']:>7.2f} {r['all_s']:>13.2f} {mb:>14.2f} "

@@ -35,10 +35,6 @@ class ResultFolder:
     #: arm name -> its rows in the order of its results.jsonl (compare only; pairs.csv indexes them)
     arm_rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
-    @property
-    def command(self) -> str:
-        return self.kind
-
 
 def _read_json(path: Path) -> Any:
     try:

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections import Counter
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from sdeval.reports.folder import ResultFolder
@@ -265,11 +263,3 @@ def _models(protocol: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 def render_html(template: str, context: Mapping[str, Any]) -> str:
     return environment().get_template(template).render(**context)
-
-
-def verdict_counts(rows: Sequence[Mapping[str, Any]]) -> Counter[str]:
-    return Counter(str(r.get("verdict")) for r in rows)
-
-
-def page_dir_of(out: Path) -> Path:
-    return out.parent

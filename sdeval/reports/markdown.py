@@ -7,7 +7,7 @@ Markdown (``|`` would split a table cell, ``[`` start a link, ``<`` a tag).
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 from sdeval.reports.folder import ResultFolder
 from sdeval.reports.html import fmt_num, worst_first
@@ -105,7 +105,3 @@ def compare_markdown(folder: ResultFolder, report_url: str | None = None) -> str
 def markdown(folder: ResultFolder, report_url: str | None = None) -> str:
     fn = {"gate": gate_markdown, "eval": eval_markdown, "compare": compare_markdown}[folder.kind]
     return fn(folder, report_url)
-
-
-def counts_line(counts: Mapping[str, int]) -> str:
-    return ", ".join(f"{k} {n}" for k, n in counts.items() if n)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Sequence
 
 from sdeval.core.errors import OutputError, UsageError
 from sdeval.core.io import atomic_write_many
@@ -149,14 +149,3 @@ def render(path: str | Path, options: ReportOptions = ReportOptions(),
             raise OutputError(f"cannot append to the job summary {step_summary}: {exc.strerror or exc}") from exc
     return RenderedReport(files=written, markdown=md_text, annotations=annotations(folder),
                           seconds=time.perf_counter() - t0, shown=shown, left_out=left_out, step_summary_cut=cut)
-
-
-def render_markdown(path: str | Path, report_url: str | None = None) -> str:
-    from sdeval.reports.markdown import markdown
-
-    return markdown(load_folder(path), report_url)
-
-
-def describe(report: RenderedReport) -> Mapping[str, Any]:
-    return {"files": {k: str(v) for k, v in report.files.items()}, "seconds": round(report.seconds, 3),
-            "shown": report.shown, "left_out": report.left_out}
