@@ -96,7 +96,7 @@ def gate(paths: tuple[str, ...], policy: str | None, min_clip: float | None, min
             from dataclasses import replace
 
             result = replace(result, out_dir=out)
-        result = _act_on_verdicts(result, settings, opts, as_json)
+        result = _act_on_verdicts(result, settings, opts, as_json, report_kw)
         if dry_run:
             print_gate_summary(result, err=True)
             sys.exit(EXIT_OK if result.passed else EXIT_FAILED)
@@ -148,7 +148,7 @@ def _regenerate_settings(o: dict[str, Any]) -> Any:
     return RegenerateSettings(**kw)
 
 
-def _act_on_verdicts(result: Any, settings: Any, opts: Any, as_json: bool) -> Any:
+def _act_on_verdicts(result: Any, settings: Any, opts: Any, as_json: bool, report_kw: dict[str, Any]) -> Any:
     """Run the regeneration loop (or its dry run) with progress on stderr; returns the final result."""
     from sdeval.cli.output import Progress, print_gate_summary
     from sdeval.core.errors import SdevalError
@@ -174,6 +174,7 @@ def _act_on_verdicts(result: Any, settings: Any, opts: Any, as_json: bool) -> An
 
             click.echo(to_json(partial.summary))
         print_gate_summary(partial, err=True)
+        end_of_run_report(partial.out_dir, report_kw, passed=False, to_stderr=True)  # what finished, to look at
         err(f"rerun the same command to resume (finished attempts are kept in {partial.out_dir})")
         sys.exit(130 if isinstance(exc, KeyboardInterrupt) else exc.exit_code)
     if settings.dry_run:

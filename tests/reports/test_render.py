@@ -219,3 +219,21 @@ def test_compare_report_from_a_real_comparison(compare_dir: Path, tmp_path: Path
     assert len(regressed) == sum(m["decision"] == "regressed" for m in compare["metrics"]) + 1
     md = files["md"].read_text(encoding="utf-8")
     assert "regression" in md and "<script" not in md
+
+
+def test_compare_report_shows_human_votes_with_bradley_terry(compare_dir: Path, tmp_path: Path):
+    """Three arms' votes (the statistics of sdeval.compare.votes) appear in the report's human section."""
+    from sdeval.compare.votes import summarise
+
+    folder = copy(compare_dir, tmp_path)
+    pairs = {f"p{i}": {"id": f"p{i}", "left": a, "right": b, "cluster": f"c{i // 2}"}
+             for i, (a, b) in enumerate([("x", "y"), ("y", "z"), ("x", "z")] * 6)}
+    votes = [{"rater": "ann" if i % 2 else "bob", "pair_id": pid, "choice": 1 if i % 4 else 0}
+             for i, pid in enumerate(pairs)]
+    compare = json.loads((folder / "compare.json").read_text())
+    compare["human"] = summarise(votes, pairs, ["x", "y", "z"], "x", resamples=100)
+    (folder / "compare.json").write_text(json.dumps(compare))
+    page = render(folder, ReportOptions(formats=("html",))).files["html"].read_text(encoding="utf-8")
+    assert 'id="human-table"' in page and "Bradley–Terry ranking" in page
+    assert page.count("<tr><td class=\"num\">") >= 3  # one ranked row per arm
+    assert "18 vote(s) from 2 rater(s)" in page
