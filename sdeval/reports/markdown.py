@@ -99,6 +99,13 @@ def compare_markdown(folder: ResultFolder, report_url: str | None = None) -> str
                      fmt_num(m.get("p_adjusted")), md(m.get("decision")), m.get("n_pairs")])
     if rows:
         lines += _table(["metric", "arm", "baseline", "arm mean", "delta [CI]", "p (Holm)", "decision", "pairs"], rows)
+    human = c.get("human")
+    if isinstance(human, dict) and human.get("pairs"):
+        lines += [f"### Human preference ({human.get('votes')} votes)", ""]
+        lines += _table(["arm", "against", "win rate", "Wilson 95 %", "sign test p"],
+                        [[md(h.get("arm")), md(h.get("other")), fmt_num(h.get("win_rate"), 3),
+                          f"[{fmt_num(h.get('wilson_low'), 3)}, {fmt_num(h.get('wilson_high'), 3)}]",
+                          fmt_num(h.get("p_sign"), 3)] for h in human["pairs"]])
     return "\n".join(lines)
 
 
