@@ -57,6 +57,10 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark("report_speed", "report_speed.py", ("--n", "100")),
     Benchmark("artifacts", "artifacts/run.py",
               ("--data", "{work}", "--photos", "1", "--throughput", "8", "--workers", "2")),
+    Benchmark("compare_calibration", "compare_calibration.py",
+              ("--sims", "200", "--resamples", "1000", "--set-sims", "10", "--set-permutations", "200")),
+    Benchmark("compare_set_speed", "compare_set_speed.py",
+              ("--n", "300", "--dim", "512", "--clip-dim", "128", "--ref", "600", "--fid-timed", "5")),
 )
 #: scripts in benchmarks/ that are not benchmarks themselves
 HELPERS = frozenset({"run_all.py", "ratios.py", "artifacts/build_set.py"})

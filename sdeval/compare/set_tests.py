@@ -8,11 +8,13 @@ Two resampling schemes, both over whole prompt clusters and both keeping N equal
   difference is recomputed. Each permuted set has exactly the observed N, so FID's 1/N bias is the
   same on both sides under H0 and the test is exact (valid at any N), unlike a bootstrap of FID.
 * **Interval by subsampling clusters without replacement** at a fixed size b (default half the
-  clusters): the spread of ``delta_b - delta_n``, rescaled by ``sqrt(b / (n - b))`` (the
-  finite-population form of Politis & Romano's ``sqrt(b / n)``; with b = n/2 the factor is 1:
-  Wu's delete-d jackknife), estimates that of ``delta_n - delta``. No image is ever duplicated
-  (duplicates bias FID towards lower values), and the spread is centred at its own mean, so the
-  larger 1/b bias of smaller subsets moves neither end of the interval.
+  clusters): the spread of ``delta_b - delta_n`` estimates that of ``delta_n - delta`` once
+  rescaled. Politis & Romano's ``sqrt(b / n)`` (finite-population form ``sqrt(b / (n - b))``)
+  assumes a variance linear in 1/N; these metrics have a second, 1/N² term (Hoeffding's
+  decomposition of a U-statistic) that dominates at small N, so a second set of subsamples at
+  b/2 fits ``Var = a/m + c/m²`` and the spread is rescaled to the variance at n. No image is
+  ever duplicated (duplicates bias FID), and the spread is centred at its own mean, so the larger
+  bias of smaller subsets moves neither end of the interval.
 
 Each resample needs the metric of many different subsets of one pooled set of images, so the
 expensive parts are precomputed once over the pool (see :func:`pooled_fid`, :func:`pooled_kid`,
@@ -125,11 +127,37 @@ class _PooledFrechet(PooledSetDistance):
             raise ValueError("reference statistics contain NaN or infinite values")
         sigma = (sigma + sigma.T) * 0.5
         factor = _psd_factor(sigma)
-        y = pool @ factor
-        self._gram = y @ y.T
+        self._y = pool @ factor  # (N, r): S_r = L Lᵀ, so F S_r Fᵀ = Y Yᵀ
+        self._gram = self._y @ self._y.T
         self._sq = np.einsum("ij,ij->i", pool, pool)
         self._dot_ref = pool @ mu
         self._ref_const = float(mu @ mu) + float(np.trace(sigma))
+
+    def _trace_sqrt(self, rows: np.ndarray) -> float:
+        """tr sqrt(S_a S_r) of one subset, from the smaller of the (n x n) and (r x r) problems.
+
+        Both have the same non-zero eigenvalues; eigenvalues under size * eps * the largest are
+        rounding noise of exact zeros (the centring direction, rank deficiency) and are dropped,
+        as the pivoted Cholesky of ``frechet_distance`` drops them: sqrt would turn a 1e-16 into a
+        1e-8 error.
+        """
+        n = rows.shape[0]
+        if n <= self._y.shape[1]:
+            g = self._gram[np.ix_(rows, rows)]
+            row_mean = g.mean(axis=1)
+            g -= row_mean[:, None]
+            g -= row_mean[None, :]
+            g += row_mean.mean()
+        else:
+            yc = self._y[rows]
+            yc = yc - yc.mean(axis=0)
+            g = yc.T @ yc
+        if g.shape[0] == 0:
+            return 0.0
+        eig = scipy.linalg.eigh(g, eigvals_only=True, driver="evd", check_finite=False, overwrite_a=True)
+        top = float(eig[-1]) if eig.size else 0.0
+        eig = eig[eig > g.shape[0] * np.finfo(np.float64).eps * max(top, 0.0)]
+        return float(np.sqrt(eig / (n - 1)).sum())
 
     def values(self, index_sets: np.ndarray) -> np.ndarray:
         idx = self._check(index_sets)
@@ -145,15 +173,7 @@ class _PooledFrechet(PooledSetDistance):
             trace_a = (z @ self._sq - n * mean_sq) / (n - 1)
             base = mean_sq - 2.0 * (z @ self._dot_ref) / n + self._ref_const + trace_a
             for j, rows in enumerate(part):  # one eigenvalue solve per subset, nothing else
-                g = self._gram[np.ix_(rows, rows)]
-                row_mean = g.mean(axis=1)
-                g -= row_mean[:, None]
-                g -= row_mean[None, :]
-                g += row_mean.mean()
-                eig = scipy.linalg.eigh(g, eigvals_only=True, driver="evd", check_finite=False,
-                                        overwrite_a=True)
-                tr_sqrt = float(np.sqrt(np.clip(eig, 0.0, None) / (n - 1)).sum())
-                out[start + j] = max(base[j] - 2.0 * tr_sqrt, 0.0)
+                out[start + j] = max(base[j] - 2.0 * self._trace_sqrt(rows), 0.0)
         return out
 
 
@@ -369,26 +389,53 @@ def set_permutation_test(dist: PooledSetDistance, arm_idx: np.ndarray, base_idx:
 
     size = int(round(subsample_fraction * n_clusters))
     size = min(max(size, 2), n_clusters - 1)
+    small = size // 2
     ci_low = ci_high = bias = math.nan
     ci_method = "none"
     if n_clusters < 4 or n_subsamples < 2:
         notes.append(f"no interval: subsampling needs at least 4 prompts and 2 subsamples "
                      f"({n_clusters} prompts, {n_subsamples} subsamples)")
     else:
-        chosen = np.argsort(rng.random((n_subsamples, n_clusters)), axis=1)[:, :size]
-        cmask = np.zeros((n_subsamples, n_clusters), dtype=bool)
-        np.put_along_axis(cmask, chosen, True, axis=1)
-        sub = np.empty(n_subsamples, dtype=np.float64)
-        for rows, pos in _positions_by_row(cmask[:, inv]):
-            vals = dist.values(np.concatenate([a[pos], b[pos]]))
-            sub[rows] = sign * (vals[:rows.size] - vals[rows.size:])
-        u = sub - delta
+
+        def subsample(m: int) -> np.ndarray:
+            """Oriented differences on ``n_subsamples`` random sets of m whole clusters."""
+            chosen = np.argsort(rng.random((n_subsamples, n_clusters)), axis=1)[:, :m]
+            cmask = np.zeros((n_subsamples, n_clusters), dtype=bool)
+            np.put_along_axis(cmask, chosen, True, axis=1)
+            sub = np.empty(n_subsamples, dtype=np.float64)
+            for rows, pos in _positions_by_row(cmask[:, inv]):
+                vals = dist.values(np.concatenate([a[pos], b[pos]]))
+                sub[rows] = sign * (vals[:rows.size] - vals[rows.size:])
+            return sub - delta
+
+        u = subsample(size)
         bias = float(u.mean())
-        k = math.sqrt(size / (n_clusters - size))
+        v1 = float(u.var(ddof=1))
+        # Var(delta_m) = x n/m + y (n/m)^2 (the Hoeffding form of a degree-2 U-statistic: exact
+        # for KID/CMMD, a close model for FID), so Var(delta_m - delta_n) = x (r - 1) + y (r^2 - 1)
+        # with r = n/m. Two sizes give x and y (>= 0), and Var(delta_n) = x + y. With only the
+        # linear term this is the sqrt(m / (n - m)) subsampling scale; the quadratic term, large
+        # at small N, would otherwise make the interval too wide.
+        r1 = n_clusters / size
+        scale2 = (r1 - 1.0)  # linear-only fit: Var(delta_n) = v1 / (r1 - 1)
+        var_n = v1 / scale2
+        how = "linear variance term only"
+        if small >= 2 and small < size:
+            v2 = float(subsample(small).var(ddof=1))
+            r2 = n_clusters / small
+            m = np.array([[r1 - 1.0, r1 * r1 - 1.0], [r2 - 1.0, r2 * r2 - 1.0]])
+            x, y = np.linalg.solve(m, np.array([v1, v2]))
+            if y < 0:
+                x, y = v1 / (r1 - 1.0), 0.0
+            elif x < 0:
+                x, y = 0.0, v1 / (r1 * r1 - 1.0)
+            var_n = float(x + y)
+            how = f"variance extrapolated from {size} and {small} prompts (a/m + c/m^2)"
+        k = math.sqrt(var_n / v1) if v1 > 0 else 0.0
         q_lo, q_hi = np.quantile(u - bias, [alpha / 2.0, 1.0 - alpha / 2.0])
         ci_low, ci_high = delta - k * float(q_hi), delta - k * float(q_lo)
-        ci_method = (f"cluster subsampling without replacement, {size} of {n_clusters} prompts, "
-                     f"basic interval scaled by sqrt(b/(n-b)) = {k:.3g}, centred at the subsample mean")
+        ci_method = (f"cluster subsampling without replacement, {size} of {n_clusters} prompts, basic "
+                     f"interval centred at the subsample mean, scaled by {k:.3g} ({how})")
     return SetTest(
         metric=dist.name, n_pairs=int(a.size), n_clusters=n_clusters, value_arm=v_arm,
         value_baseline=v_base, delta=delta, ci_low=ci_low, ci_high=ci_high, confidence=1 - alpha,

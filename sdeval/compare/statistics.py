@@ -501,7 +501,8 @@ def rank_arms(means_with_ci: Mapping[str, tuple[float, float, float]], higher_is
     bound (non-overlapping intervals: a conservative pairwise test) and, when ``decisions`` (arm ->
     decision against ``baseline``, from :func:`decide` after Holm) are given, the top arm is
     ``improved`` over the baseline (or, if the top arm is the baseline, every other arm is
-    ``regressed``). Arms with a NaN mean go last and never win. Otherwise ``best`` is None.
+    ``regressed``). Arms with a NaN mean go last, never win and
+    are not counted as rivals. Otherwise ``best`` is None.
     """
     sign = 1.0 if higher_is_better else -1.0
 
@@ -518,7 +519,9 @@ def rank_arms(means_with_ci: Mapping[str, tuple[float, float, float]], higher_is
         return order, None
     worse_bound = lo0 if higher_is_better else hi0
     for other in order[1:]:
-        _, lo, hi = (float(v) for v in means_with_ci[other])
+        m, lo, hi = (float(v) for v in means_with_ci[other])
+        if not math.isfinite(m):
+            continue  # no value to compare (e.g. every image failed): listed last, not a rival
         better_bound = hi if higher_is_better else lo
         if not math.isfinite(better_bound) or not sign * (worse_bound - better_bound) > 0:
             return order, None
