@@ -54,6 +54,7 @@ BENCHMARKS: tuple[Benchmark, ...] = (
               ("--n", "32", "--batch-size", "16", "--workers", "2")),
     Benchmark("clip_aesthetic_vs_torchmetrics --memory", "clip_aesthetic_vs_torchmetrics.py",
               ("--memory", "40", "160", "--batch-size", "16", "--workers", "2")),
+    Benchmark("report_speed", "report_speed.py", ("--n", "100")),
     Benchmark("artifacts", "artifacts/run.py",
               ("--data", "{work}", "--photos", "1", "--no-real", "--throughput", "8", "--workers", "2")),
     Benchmark("hostile_rerun", "hostile_rerun.py", ("--fuzz", "300")),

@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # pandas is imported lazily: `sdeval --help` stays fast
     from sdeval.history.config import HistorySettings
     from sdeval.history.service import Recorded
     from sdeval.history.store import Store
+    from sdeval.reports import RenderedReport, ReportOptions
 
 def load_policy(policy: Policy | str | None = None, overrides: dict[str, Any] | None = None) -> Policy:
     """A Policy from a preset name, a TOML file, or the project's config; ``overrides`` win."""
@@ -139,6 +140,25 @@ def _judged(shard: Any, policy: Policy, metrics: Sequence[Any], extractors: Sequ
     if out_dir is not None:
         result = write_result_folder(result, Path(out_dir))
     return result
+
+
+def report(out_dir: str | Path, options: "ReportOptions | None" = None,
+           step_summary: str | Path | None = None) -> "RenderedReport":
+    """Render the result folder ``out_dir`` (report.html, junit.xml, summary.md by default): the same
+    code at the end of gate / eval / compare and in ``sdeval report DIR``. ``step_summary``: GitHub's
+    ``$GITHUB_STEP_SUMMARY`` file, to append the Markdown summary to."""
+    from sdeval.reports import ReportOptions, render
+
+    return render(Path(out_dir), options or ReportOptions(),
+                  step_summary=Path(step_summary) if step_summary else None)
+
+
+def add_votes(result_dir: str | Path, vote_files: Sequence[str | Path]) -> dict[str, Any]:
+    """Human preference votes (the CSVs of ``human/index.html``) into the comparison's compare.json:
+    win rates with Wilson intervals, sign tests, Bradley-Terry for more than two arms."""
+    from sdeval.compare.votes import add_votes as _add
+
+    return _add(result_dir, vote_files)
 
 
 def default_out_dir(command: str) -> Path:

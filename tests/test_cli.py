@@ -23,7 +23,8 @@ def test_pass_exit_0(photo_dir: Path, tmp_path: Path):
             "--out", str(out))
     assert r.exit_code == 0, r.output
     assert "PASSED" in r.output
-    assert {p.name for p in out.iterdir()} == {"results.jsonl", "results.csv", "summary.json", ".sdeval-results"}
+    assert {p.name for p in out.iterdir()} == {"results.jsonl", "results.csv", "summary.json", ".sdeval-results",
+                                               "report.html", "junit.xml", "summary.md"}
 
 
 def test_gate_failed_exit_1_and_result_folder(photo_dir: Path, tmp_path: Path):

@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from sdeval import __version__
-from sdeval.cli import cache, compare, eval, gate, history, info, models, stats
+from sdeval.cli import cache, compare, eval, gate, history, info, models, report, stats
 from sdeval.cli.common import err as _err
 from sdeval.core.errors import EXIT_INTERNAL, SdevalError
 
@@ -57,7 +57,7 @@ def main(debug: bool) -> None:
 
 
 for _command in (gate.gate, eval.eval_command, compare.compare_command, stats.stats, info.list_checks,
-                 info.list_metrics, models.models, cache.cache, history.history):
+                 info.list_metrics, models.models, cache.cache, history.history, report.report):
     main.add_command(_command)
 
 

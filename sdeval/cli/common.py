@@ -148,6 +148,25 @@ def history_options(fn: Any) -> Any:
     return fn
 
 
+def report_options(fn: Any) -> Any:
+    """The end-of-run report flags, shared by gate / eval / compare (``sdeval report`` has its own)."""
+    decorators = [
+        click.option("--no-report", is_flag=True, help="Do not write report.html, junit.xml and summary.md."),
+        click.option("--report-format", "report_format", metavar="LIST",
+                     help="Report formats written at the end (default html,junit,md; also csv)."),
+        click.option("--report-url", metavar="URL",
+                     help="URL prefix where the result folder is published (links in summary.md)."),
+        click.option("--report-assets", type=click.Path(file_okay=False), metavar="DIR",
+                     help="Write thumbnails as files in DIR instead of inside report.html "
+                          "(for viewers whose Content-Security-Policy blocks inline images)."),
+        click.option("--report-max-images", type=click.IntRange(0), metavar="N",
+                     help="Images shown in report.html, the worst first (default 500; all are in the CSV)."),
+    ]
+    for d in reversed(decorators):
+        fn = d(fn)
+    return fn
+
+
 HISTORY_OPTION_NAMES = ("history_url", "history_label", "history_tags", "history_images", "gpu_cost_per_hour",
                         "alert_on_regression", "history_notify")
 
@@ -206,3 +225,58 @@ def printable(value: Any) -> str:
     from sdeval.core.io import safe_text
 
     return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in safe_text(str(value)))
+REPORT_OPTION_NAMES = ("no_report", "report_format", "report_url", "report_assets", "report_max_images")
+
+
+def build_report_options(formats: str | None, url: str | None, assets: str | None, max_images: int | None,
+                         out_dir: str | None = None, human_form: bool = False) -> Any:
+    from pathlib import Path
+
+    from sdeval.reports import ReportOptions, parse_formats
+
+    kw: dict[str, Any] = {"formats": parse_formats(formats), "report_url": url, "human_form": human_form}
+    if assets:
+        kw["assets_dir"] = Path(assets)
+    if max_images is not None:
+        kw["max_images"] = max_images
+    if out_dir:
+        kw["out_dir"] = Path(out_dir)
+    return ReportOptions(**kw)
+
+
+def write_report(out_dir: Any, options: Any, *, to_stderr: bool = False) -> Any:
+    """Render the result folder's report; under GitHub Actions append the job summary and print the
+    annotations (stderr when stdout is kept for --json). Returns the RenderedReport."""
+    import os
+
+    from sdeval import api
+
+    summary_file = os.environ.get("GITHUB_STEP_SUMMARY") or None
+    rendered = api.report(out_dir, options, step_summary=summary_file)
+    if os.environ.get("GITHUB_ACTIONS") == "true":
+        for a in rendered.annotations:
+            click.echo(a.command(), err=to_stderr)
+    if rendered.step_summary_cut:
+        err("warning: the job summary was cut to stay under GitHub's 1 MiB limit")
+    files = ", ".join(str(p) for p in rendered.files.values())
+    left = f" ({rendered.left_out} image(s) not shown; all are in the CSV)" if rendered.left_out else ""
+    err(f"report: {files}{left}")
+    return rendered
+
+
+def end_of_run_report(out_dir: Any, kw: dict[str, Any], *, passed: bool, to_stderr: bool) -> int | None:
+    """The report at the end of gate / eval: None when fine, else the exit code to use (a report that
+    cannot be written fails a passing run with its code, and never hides a failed gate's 1)."""
+    from sdeval.core.errors import SdevalError
+
+    opts = {k: kw.pop(k) for k in REPORT_OPTION_NAMES}
+    if opts["no_report"] or out_dir is None:
+        return None
+    try:
+        options = build_report_options(opts["report_format"], opts["report_url"], opts["report_assets"],
+                                       opts["report_max_images"])
+        write_report(out_dir, options, to_stderr=to_stderr)
+    except SdevalError as exc:
+        err(f"error: report not written: {exc}")
+        return None if not passed else exc.exit_code
+    return None

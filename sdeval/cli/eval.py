@@ -7,8 +7,9 @@ from typing import Any
 
 import click
 
-from sdeval.cli.common import (RUN_OPTION_NAMES, build_run_options, history_options, history_settings,
-                               is_main_rank, record_history, run_options, set_options, with_metric_options)
+from sdeval.cli.common import (REPORT_OPTION_NAMES, RUN_OPTION_NAMES, build_run_options, end_of_run_report,
+                               history_options, history_settings, is_main_rank, record_history, report_options,
+                               run_options, set_options, with_metric_options)
 from sdeval.core.errors import EXIT_FAILED, EXIT_OK
 
 _METRICS_HELP = ("Comma-separated metrics (default fid,kid): set-level fid, kid, cmmd, clip_fid, lpips_diversity; "
@@ -59,6 +60,7 @@ class _Stages:
               help="Result folder. Default: reports/eval-<timestamp>/")
 @click.option("--json", "as_json", is_flag=True, help="Print summary.json to stdout and nothing else there.")
 @history_options
+@report_options
 @run_options
 def eval_command(generated: tuple[str, ...], ref: str | None, ref_stats: str | None, metric_list: str | None,
                  fail_if: tuple[str, ...], out_dir: str | None, as_json: bool, **kw: Any) -> None:
@@ -78,6 +80,7 @@ def eval_command(generated: tuple[str, ...], ref: str | None, ref_stats: str | N
     main_rank = is_main_rank()
     history = history_settings(kw, resolve=main_rank)  # the other ranks neither record nor check
     opts = build_run_options(**{k: kw.pop(k) for k in RUN_OPTION_NAMES})
+    report_kw = {k: kw.pop(k) for k in REPORT_OPTION_NAMES}
     opts = with_metric_options(opts, kw)
     out = Path(out_dir) if out_dir else api.default_out_dir("eval")
     stages = _Stages()
@@ -96,5 +99,7 @@ def eval_command(generated: tuple[str, ...], ref: str | None, ref_stats: str | N
 
             click.echo(to_json(result.summary))
         print_eval_summary(result, err=as_json)
-        sys.exit(record_history(result.out_dir, history, EXIT_OK if result.passed else EXIT_FAILED))
+        code = end_of_run_report(result.out_dir, report_kw, passed=result.passed, to_stderr=as_json)
+        status = code if code is not None else EXIT_OK if result.passed else EXIT_FAILED
+        sys.exit(record_history(result.out_dir, history, status))
     sys.exit(EXIT_OK if result.passed else EXIT_FAILED)

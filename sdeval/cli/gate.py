@@ -7,8 +7,9 @@ from typing import Any
 
 import click
 
-from sdeval.cli.common import (RUN_OPTION_NAMES, build_run_options, err, history_options, history_settings,
-                               is_main_rank, record_history, run_options)
+from sdeval.cli.common import (REPORT_OPTION_NAMES, RUN_OPTION_NAMES, build_run_options, end_of_run_report, err,
+                               history_options, history_settings, is_main_rank, record_history, report_options,
+                               run_options)
 from sdeval.core.errors import EXIT_FAILED, EXIT_OK
 
 
@@ -53,6 +54,7 @@ from sdeval.core.errors import EXIT_FAILED, EXIT_OK
                    "<out>/quarantine).")
 @click.option("--quarantine-move", is_flag=True, help="Move blocked images into the quarantine instead of copying.")
 @history_options
+@report_options
 @run_options
 def gate(paths: tuple[str, ...], policy: str | None, min_clip: float | None, min_aesthetic: float | None,
          max_nsfw: float | None, checks: tuple[str, ...], rules: tuple[str, ...], resolution: str | None,
@@ -72,6 +74,7 @@ def gate(paths: tuple[str, ...], policy: str | None, min_clip: float | None, min
 
     history = history_settings(regen_opts)
     opts = build_run_options(**{k: regen_opts.pop(k) for k in RUN_OPTION_NAMES})
+    report_kw = {k: regen_opts.pop(k) for k in REPORT_OPTION_NAMES}
     overrides: dict[str, Any] = {}
     for key, value in (("min_clip", min_clip), ("min_aesthetic", min_aesthetic), ("max_nsfw", max_nsfw),
                        ("resolution", resolution), ("min_pass_rate", min_pass_rate),
@@ -97,7 +100,7 @@ def gate(paths: tuple[str, ...], policy: str | None, min_clip: float | None, min
             from dataclasses import replace
 
             result = replace(result, out_dir=out)
-        result = _act_on_verdicts(result, settings, opts, as_json)
+        result = _act_on_verdicts(result, settings, opts, as_json, report_kw)
         if dry_run:
             print_gate_summary(result, err=True)
             sys.exit(EXIT_OK if result.passed else EXIT_FAILED)
@@ -108,7 +111,9 @@ def gate(paths: tuple[str, ...], policy: str | None, min_clip: float | None, min
         print_gate_summary(result, err=True)
     else:
         print_gate_summary(result, err=False)
-    sys.exit(record_history(result.out_dir, history, EXIT_OK if result.passed else EXIT_FAILED))
+    code = end_of_run_report(result.out_dir, report_kw, passed=result.passed, to_stderr=as_json)
+    status = code if code is not None else EXIT_OK if result.passed else EXIT_FAILED
+    sys.exit(record_history(result.out_dir, history, status))
 
 
 def _regenerate_settings(o: dict[str, Any]) -> Any:
@@ -148,7 +153,7 @@ def _regenerate_settings(o: dict[str, Any]) -> Any:
     return RegenerateSettings(**kw)
 
 
-def _act_on_verdicts(result: Any, settings: Any, opts: Any, as_json: bool) -> Any:
+def _act_on_verdicts(result: Any, settings: Any, opts: Any, as_json: bool, report_kw: dict[str, Any]) -> Any:
     """Run the regeneration loop (or its dry run) with progress on stderr; returns the final result."""
     from sdeval.cli.output import Progress, print_gate_summary
     from sdeval.core.errors import SdevalError
@@ -174,6 +179,7 @@ def _act_on_verdicts(result: Any, settings: Any, opts: Any, as_json: bool) -> An
 
             click.echo(to_json(partial.summary))
         print_gate_summary(partial, err=True)
+        end_of_run_report(partial.out_dir, report_kw, passed=False, to_stderr=True)  # what finished, to look at
         err(f"rerun the same command to resume (finished attempts are kept in {partial.out_dir})")
         sys.exit(130 if isinstance(exc, KeyboardInterrupt) else exc.exit_code)
     if settings.dry_run:
