@@ -65,7 +65,6 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     # the 87 real ComfyUI outputs of ../shared/calibration (this checkout only: no git-main rerun)
     Benchmark("metadata_recovery", "metadata_recovery.py", ("--only-this",)),
     Benchmark("nsfw", "nsfw/run.py", ("--stored",)),
-              ("--data", "{work}", "--photos", "1", "--throughput", "8", "--workers", "2")),
     Benchmark("history_alerts", "history_alerts.py", ("--years", "10")),
     Benchmark("history_speed", "history_speed.py", ("--runs", "500", "--records", "10")),
 )

@@ -10,7 +10,7 @@ import pytest
 import sdeval
 from sdeval.pipeline.run import RunOptions
 
-from conftest import FIXTURES
+from shared_paths import FIXTURES
 
 EXPECTED = json.loads((FIXTURES / "expected.json").read_text(encoding="utf-8"))
 FILES = EXPECTED["files"]

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from conftest import shared_file
+from shared_paths import shared_file
 from sdeval.inputs.metadata.comfyui import find_prompt_inputs, parse_comfyui, walk_graph
 from sdeval.inputs.metadata.reader import read_metadata
 
