@@ -60,6 +60,8 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark("hostile_rerun", "hostile_rerun.py", ("--fuzz", "300")),
     Benchmark("compare_calibration", "compare_calibration.py",
               ("--sims", "200", "--resamples", "1000", "--set-sims", "10", "--set-permutations", "200")),
+    Benchmark("compare_speed", "compare_speed.py",
+              ("--n", "10", "--warm-n", "40", "--batch-size", "10", "--workers", "2", "--dir", "{work}")),
     Benchmark("compare_set_speed", "compare_set_speed.py",
               ("--n", "300", "--dim", "512", "--clip-dim", "128", "--ref", "600", "--fid-timed", "5")),
     # the 87 real ComfyUI outputs of ../shared/calibration (this checkout only: no git-main rerun)
