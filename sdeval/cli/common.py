@@ -264,7 +264,18 @@ def write_report(out_dir: Any, options: Any, *, to_stderr: bool = False) -> Any:
     return rendered
 
 
-def end_of_run_report(out_dir: Any, kw: dict[str, Any], *, passed: bool, to_stderr: bool) -> int | None:
+def apply_votes(result_dir: Any, votes: Any) -> None:
+    """Adds raters' vote CSVs to a compare folder's compare.json (``report --votes``, ``compare --votes``)."""
+    from sdeval import api
+
+    human = api.add_votes(result_dir, list(votes))
+    err(f"human preference: {human['votes']} vote(s) from {len(human['raters'])} rater(s)")
+    for problem in human["problems"][:10]:
+        err(f"warning: {problem}")
+
+
+def end_of_run_report(out_dir: Any, kw: dict[str, Any], *, passed: bool, to_stderr: bool,
+                      human_form: bool = False) -> int | None:
     """The report at the end of gate / eval: None when fine, else the exit code to use (a report that
     cannot be written fails a passing run with its code, and never hides a failed gate's 1)."""
     from sdeval.core.errors import SdevalError
@@ -274,7 +285,7 @@ def end_of_run_report(out_dir: Any, kw: dict[str, Any], *, passed: bool, to_stde
         return None
     try:
         options = build_report_options(opts["report_format"], opts["report_url"], opts["report_assets"],
-                                       opts["report_max_images"])
+                                       opts["report_max_images"], human_form=human_form)
         write_report(out_dir, options, to_stderr=to_stderr)
     except SdevalError as exc:
         err(f"error: report not written: {exc}")

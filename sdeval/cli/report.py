@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from sdeval.cli.common import build_report_options, write_report
+from sdeval.cli.common import apply_votes, build_report_options, write_report
 
 
 @click.command("report")
@@ -32,11 +32,5 @@ def report(result_dir: str, formats: str | None, out_dir: str | None, url: str |
     """
     options = build_report_options(formats, url, assets, max_images, out_dir=out_dir, human_form=human_form)
     if votes:
-        from sdeval import api
-        from sdeval.cli.common import err
-
-        human = api.add_votes(result_dir, list(votes))
-        err(f"human preference: {human['votes']} vote(s) from {len(human['raters'])} rater(s)")
-        for problem in human["problems"][:10]:
-            err(f"warning: {problem}")
+        apply_votes(result_dir, votes)
     write_report(result_dir, options)

@@ -84,10 +84,12 @@ class RunRecord:
 def read_result_folder(path: str | os.PathLike[str], *, rows: bool = True) -> tuple[dict[str, Any], list[dict[str, Any]] | None]:
     """(summary, rows) of a result folder; rows is None without ``results.jsonl``."""
     folder = Path(path)
+    if not (folder / "summary.json").exists() and (folder / "compare.json").is_file():
+        return _compare_summary(folder), None
     try:
         summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
-        raise InputError(f"{folder} is not a result folder (no summary.json)") from exc
+        raise InputError(f"{folder} is not a result folder (no summary.json or compare.json)") from exc
     except (OSError, ValueError) as exc:
         raise InputError(f"cannot read {folder / 'summary.json'}: {exc}") from exc
     if not isinstance(summary, dict):
@@ -104,6 +106,30 @@ def read_result_folder(path: str | os.PathLike[str], *, rows: bool = True) -> tu
             if line.strip():
                 out.append(json.loads(line))
     return summary, out
+
+
+def _compare_summary(folder: Path) -> dict[str, Any]:
+    """A compare folder's ``compare.json`` in the summary shape a run records: each (arm, metric)
+    decision becomes ``comparisons`` (its delta is oriented, positive = better, so higher is better)."""
+    try:
+        data = json.loads((folder / "compare.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read {folder / 'compare.json'}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise InputError(f"{folder / 'compare.json'} is not a JSON object")
+    rows = [r for r in data.get("metrics") or () if isinstance(r, Mapping)]
+    verdict = data.get("verdict") if isinstance(data.get("verdict"), Mapping) else {}
+    return {
+        "command": "compare", "started_at": data.get("started_at"), "timing": data.get("timing") or {},
+        "protocol": data.get("protocol") or {}, "reference": data.get("reference") or {},
+        "images": (data.get("timing") or {}).get("images"), "out_dir": str(folder),
+        "passed": not verdict.get("failed", False),
+        "verdict": {"reasons": list(verdict.get("reasons") or ())},
+        "comparisons": [{"metric": r.get("metric"), "arm": r.get("arm"), "delta": r.get("delta"),
+                         "ci_low": r.get("ci_low"), "ci_high": r.get("ci_high"), "decision": r.get("decision"),
+                         "test": r.get("test"), "p_value": r.get("p_adjusted"), "higher_is_better": True}
+                        for r in rows],
+    }
 
 
 def git_commit(cwd: str | os.PathLike[str] | None = None) -> str | None:

@@ -116,3 +116,34 @@ def test_warm_compare_computes_only_the_new_arm(data: dict[str, Any], tmp_path: 
     report = json.loads((tmp_path / "two" / "compare.json").read_text())
     assert report["features"]["inception"] == {"cache_hits": 20, "computed": 20}  # base cached, new computed
     assert report["reference_features"]["inception"] == {"cache_hits": 20, "computed": 0}
+
+
+def test_compare_writes_its_report_and_form_takes_votes_and_is_recorded(data: dict[str, Any], tmp_path: Path) -> None:
+    """The end of a compare run: report.html / junit.xml / summary.md, the blind form with --human-form,
+    the run recorded in the history with its deltas; then ``compare --votes CSV RESULT_DIR``."""
+    root = data["root"]
+    out, db = tmp_path / "cmp", tmp_path / "h.db"
+    r = run(data, str(root / "base"), str(root / "worse"), "--metrics", "clip_score", "--out", str(out),
+            "--resamples", "500", "--human-form", "--history", str(db), "--label", "ckpt")
+    assert r.exit_code == 0, r.output
+    for name in ("report.html", "junit.xml", "summary.md", "human/index.html", "human/pairs.json"):
+        assert (out / name).is_file(), name
+    assert "regressed" in (out / "report.html").read_text(encoding="utf-8") or \
+        "no_change" in (out / "report.html").read_text(encoding="utf-8")
+    listed = CliRunner().invoke(main, ["history", "list", "--history", str(db), "--json"])
+    assert listed.exit_code == 0, listed.output
+    runs = json.loads(listed.stdout)["runs"]
+    assert len(runs) == 1 and runs[0]["command"] == "compare" and runs[0]["label"] == "ckpt"
+    shown = CliRunner().invoke(main, ["history", "show", str(runs[0]["id"]), "--history", str(db), "--json"])
+    assert "delta.worse.clip_score" in shown.stdout, shown.stdout[:2000]
+
+    pairs = json.loads((out / "human" / "pairs.json").read_text())["pairs"]
+    votes = tmp_path / "votes.csv"
+    # the rater prefers the baseline every time, whichever side it was drawn on
+    votes.write_text("rater,pair_id,choice\r\n" + "".join(
+        f"ann,{p['id']},{1 if p['left'] == 'base' else 2}\r\n" for p in pairs))
+    r = CliRunner().invoke(main, ["compare", str(out), "--votes", str(votes)])
+    assert r.exit_code == 0, r.output
+    human = json.loads((out / "compare.json").read_text())["human"]
+    assert human["votes"] == len(pairs) and human["pairs"][0]["wins"] == 0
+    assert CliRunner().invoke(main, ["compare", str(root / "base"), "--votes", str(votes)]).exit_code == 2
