@@ -290,25 +290,11 @@ def _run_pass(spec: _Spec, discovered: Sequence[DiscoveredArm], ctx: Any, progre
 
 def _stored_reference(spec: _Spec) -> tuple[dict[str, "FeatureSet"], dict[str, Any], tuple[str, ...]]:
     """``--ref-stats``: stored statistics, checked to be made like this run's features."""
-    from sdeval.evaluate import reference_stats as store
+    from sdeval.evaluate.reference_stats import reference_sets
 
     assert spec.ref_stats is not None
-    mo = spec.options.metric_options
-    if spec.ref_stats.startswith(store.CLEANFID_PREFIX):
-        stored = store.load_cleanfid(spec.ref_stats, mode=str(mo.get("fid_mode") or "clean"),
-                                     offline=mo.get("offline"), kid=any(m.name == "kid" for m in spec.set_metrics))
-    else:
-        stored = store.load(spec.ref_stats, offline=mo.get("offline"))
-    warnings: list[str] = []
-    sets = {}
-    for fid, ex in spec.features.extractors.items():
-        if fid not in stored.features:
-            raise UsageError(f"reference statistics '{spec.ref_stats}' have no {fid} features (they hold "
-                             f"{', '.join(stored.features) or 'none'}); rebuild them with the metrics you need")
-        warnings += store.check_identity(stored.features[fid], ex.identity(), ref_name=spec.ref_stats)
-        sets[fid] = store.feature_set_of(stored.features[fid], sorted(spec.features.keeps[fid]),
-                                         ref_name=spec.ref_stats)
-    return sets, {"kind": "stats", **stored.as_dict()}, tuple(warnings)
+    return reference_sets(spec.ref_stats, spec.features.extractors, spec.features.keeps,
+                          spec.options.metric_options, kid=any(m.name == "kid" for m in spec.set_metrics))
 
 
 # -- rank 0 ------------------------------------------------------------------------------------------------

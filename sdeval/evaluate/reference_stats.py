@@ -286,3 +286,25 @@ def feature_set_of(stored: StoredFeature, keeps: Sequence[str], *, ref_name: str
     return FeatureSet.from_arrays(stored.feature_id, n=stored.n, mu=stored.mu if "stats" in keeps else None,
                                   sigma=stored.sigma if "stats" in keeps else None,
                                   bank=stored.bank if "bank" in keeps else None)
+
+
+def reference_sets(name: str, extractors: Mapping[str, Any], keeps: Mapping[str, Any],
+                   metric_options: Mapping[str, Any], *, kid: bool
+                   ) -> tuple[dict[str, Any], dict[str, Any], tuple[str, ...]]:
+    """``--ref-stats NAME`` for a run (eval, compare): the stored (or clean-fid) statistics as one
+    FeatureSet per feature id of ``extractors``, checked to be made like this run's features;
+    (sets, the reference entry of the result folder, warnings). A missing feature is a UsageError."""
+    if name.startswith(CLEANFID_PREFIX):
+        stored = load_cleanfid(name, mode=str(metric_options.get("fid_mode") or "clean"),
+                               offline=metric_options.get("offline"), kid=kid)
+    else:
+        stored = load(name, offline=metric_options.get("offline"))
+    warnings: list[str] = []
+    sets = {}
+    for fid, ex in extractors.items():
+        if fid not in stored.features:
+            raise UsageError(f"reference statistics '{name}' have no {fid} features (they hold "
+                             f"{', '.join(stored.features) or 'none'}); rebuild them with the metrics you need")
+        warnings += check_identity(stored.features[fid], ex.identity(), ref_name=name)
+        sets[fid] = feature_set_of(stored.features[fid], sorted(keeps[fid]), ref_name=name)
+    return sets, {"kind": "stats", **stored.as_dict()}, tuple(warnings)

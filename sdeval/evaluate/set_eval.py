@@ -303,24 +303,10 @@ def _stored_reference(spec: _EvalSpec) -> _StoredReference:
     """``--ref-stats``: stored statistics, checked to be made like this run's features."""
     if not spec.ref_stats or not spec.features.extractors:
         return _StoredReference()
-    from sdeval.evaluate import reference_stats as stats_store
+    from sdeval.evaluate.reference_stats import reference_sets
 
-    mo = spec.options.metric_options
-    if spec.ref_stats.startswith(stats_store.CLEANFID_PREFIX):
-        stored = stats_store.load_cleanfid(spec.ref_stats, mode=str(mo.get("fid_mode") or "clean"),
-                                           offline=mo.get("offline"), kid="kid" in spec.names)
-    else:
-        stored = stats_store.load(spec.ref_stats, offline=mo.get("offline"))
-    warnings: list[str] = []
-    sets = {}
-    for fid, ex in spec.features.extractors.items():
-        if fid not in stored.features:
-            raise UsageError(f"reference statistics '{spec.ref_stats}' have no {fid} features (they hold "
-                             f"{', '.join(stored.features) or 'none'}); rebuild them with the metrics you need")
-        warnings += stats_store.check_identity(stored.features[fid], ex.identity(), ref_name=spec.ref_stats)
-        sets[fid] = stats_store.feature_set_of(stored.features[fid], sorted(spec.features.keeps[fid]),
-                                               ref_name=spec.ref_stats)
-    return _StoredReference(sets, {"kind": "stats", **stored.as_dict()}, tuple(warnings))
+    return _StoredReference(*reference_sets(spec.ref_stats, spec.features.extractors, spec.features.keeps,
+                                            spec.options.metric_options, kid="kid" in spec.names))
 
 
 # -- the passes -------------------------------------------------------------------------------------------
