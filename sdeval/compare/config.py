@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from sdeval.core.config import TomlSource, dig, read_toml
+from sdeval.core.config import TomlSource, file_table, project_table
 
 #: key -> accepted Python types (TOML values)
 KEYS: dict[str, tuple[type, ...]] = {
@@ -43,26 +43,7 @@ class CompareConfig:
 
 def config_source(path: str | None = None, cwd: Path | None = None) -> TomlSource | None:
     """The compare table per the module docstring (None when no file has one)."""
-    cwd = cwd or Path.cwd()
-    if path:
-        data, text = read_toml(Path(path))
-        for dotted in ("compare", "tool.sdeval.compare"):
-            table = dig(data, dotted)
-            if table is not None:
-                return TomlSource(table, name=str(path), text=text, table=dotted)
-        return TomlSource(data, name=str(path), text=text)
-    local = cwd / "sdeval.toml"
-    if local.is_file():
-        data, text = read_toml(local)
-        table = dig(data, "compare")
-        return TomlSource(table, name=str(local), text=text, table="compare") if table is not None else None
-    pyproject = cwd / "pyproject.toml"
-    if pyproject.is_file():
-        data, text = read_toml(pyproject)
-        table = dig(data, "tool.sdeval.compare")
-        if table is not None:
-            return TomlSource(table, name=str(pyproject), text=text, table="tool.sdeval.compare")
-    return None
+    return file_table(Path(path), "compare") if path else project_table("compare", cwd)
 
 
 def load_config(path: str | None = None, cwd: Path | None = None) -> CompareConfig:

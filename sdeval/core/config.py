@@ -69,3 +69,27 @@ def dig(data: dict[str, Any], dotted: str) -> dict[str, Any] | None:
             return None
         cur = cur[part]
     return cur if isinstance(cur, dict) else None
+
+
+def file_table(path: Path, section: str) -> TomlSource:
+    """An explicitly named file: its ``[section]`` or ``[tool.sdeval.section]``, else the whole file."""
+    data, text = read_toml(path)
+    for dotted in (section, f"tool.sdeval.{section}"):
+        table = dig(data, dotted)
+        if table is not None:
+            return TomlSource(table, name=str(path), text=text, table=dotted)
+    return TomlSource(data, name=str(path), text=text)
+
+
+def project_table(section: str, cwd: Path | None = None) -> TomlSource | None:
+    """The project's settings of one command: ``[section]`` of ./sdeval.toml, else
+    ``[tool.sdeval.section]`` of ./pyproject.toml; None when neither file holds the table."""
+    cwd = cwd or Path.cwd()
+    for name, dotted in (("sdeval.toml", section), ("pyproject.toml", f"tool.sdeval.{section}")):
+        path = cwd / name
+        if path.is_file():
+            data, text = read_toml(path)
+            table = dig(data, dotted)
+            if table is not None:
+                return TomlSource(table, name=str(path), text=text, table=dotted)
+    return None

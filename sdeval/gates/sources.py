@@ -14,7 +14,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from sdeval.core.config import TomlSource, dig as _dig, read_toml
+from sdeval.core.config import TomlSource, file_table, project_table
 from sdeval.core.errors import PolicyError
 
 
@@ -39,20 +39,5 @@ def policy_source(policy: str | None, cwd: Path | None = None) -> TomlSource:
                 return load_preset(policy)
             raise PolicyError(f"no policy file or preset named {policy!r} "
                               f"(presets: {', '.join(preset_names())})")
-        data, text = read_toml(path)
-        for dotted in ("gate", "tool.sdeval.gate"):
-            table = _dig(data, dotted)
-            if table is not None:
-                return TomlSource(table, name=str(path), text=text, table=dotted)
-        return TomlSource(data, name=str(path), text=text)
-    local = cwd / "sdeval.toml"
-    if local.is_file():
-        data, text = read_toml(local)
-        return TomlSource(_dig(data, "gate") or {}, name=str(local), text=text, table="gate")
-    pyproject = cwd / "pyproject.toml"
-    if pyproject.is_file():
-        data, text = read_toml(pyproject)
-        table = _dig(data, "tool.sdeval.gate")
-        if table is not None:
-            return TomlSource(table, name=str(pyproject), text=text, table="tool.sdeval.gate")
-    return load_preset("default")
+        return file_table(path, "gate")
+    return project_table("gate", cwd) or load_preset("default")

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from sdeval.core.config import TomlSource, dig, read_toml
+from sdeval.core.config import TomlSource, project_table
 from sdeval.core.errors import UsageError
 from sdeval.history.alerts import DEFAULT_SPREAD_K, DEFAULT_WINDOW, AlertRule
 
@@ -47,15 +47,7 @@ class HistorySettings:
 
 def config_source(cwd: Path | None = None) -> TomlSource | None:
     """``[history]`` of ./sdeval.toml, else ``[tool.sdeval.history]`` of ./pyproject.toml, else None."""
-    cwd = cwd or Path.cwd()
-    for name, dotted in (("sdeval.toml", "history"), ("pyproject.toml", "tool.sdeval.history")):
-        path = cwd / name
-        if path.is_file():
-            data, text = read_toml(path)
-            table = dig(data, dotted)
-            if table is not None:
-                return TomlSource(table, name=str(path), text=text, table=dotted)
-    return None
+    return project_table("history", cwd)
 
 
 def parse_tags(items: Sequence[str]) -> dict[str, str]:
